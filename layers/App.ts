@@ -1,0 +1,54 @@
+/**
+ * The production graph, with each layer chosen from AppConfig: the mode
+ * decides here, and nowhere else.
+ */
+import { Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { BuiltinModelLive } from "../src/agents/BuiltinModel.ts"
+import { BuiltinToolsLive } from "../src/agents/tools/BuiltinTools.ts"
+import { AuthLive, type AuthOptions } from "../src/auth/Auth.ts"
+import { DevTokensLive } from "../src/auth/DevTokens.ts"
+import { BrokerInProcess } from "../src/broker/Broker.ts"
+import { AppConfig, AppConfigLive } from "../src/config/AppConfig.ts"
+import { loadOrCreateDevSecret } from "../src/config/DevSecret.ts"
+import * as Database from "../src/database/Database.ts"
+import { server } from "./Graph.ts"
+
+const database = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
+  Option.match(config.databaseUrl, {
+    onSome: (url) => Database.layerUrl({ url, poolSize: config.databasePoolSize, retry: config.startupRetry }),
+    // Only development gets here: validation requires DATABASE_URL elsewhere.
+    onNone: () =>
+      Database.layerEmbedded({
+        dataDir: Option.some(`${config.dataDir}/pg`),
+        poolSize: config.databasePoolSize,
+        retry: config.startupRetry
+      })
+  })))
+
+const auth = Layer.unwrapEffect(Effect.gen(function*() {
+  const config = yield* AppConfig
+  const development = config.env === "development"
+  const secret = Option.isSome(config.jwtSecret) ? config.jwtSecret.value : yield* loadOrCreateDevSecret(config.dataDir)
+  const options: AuthOptions = {
+    secret,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    clockSkew: config.jwtClockSkew,
+    requireExpiry: !development
+  }
+  return development ? Layer.merge(AuthLive(options), DevTokensLive(options)) : AuthLive(options)
+}))
+
+const logger = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
+  config.env === "development"
+    ? Logger.replace(Logger.defaultLogger, Logger.prettyLoggerDefault)
+    : Layer.merge(Logger.json, Logger.minimumLogLevel(LogLevel.Info))))
+
+export const AppLive = server({
+  config: AppConfigLive,
+  database,
+  broker: BrokerInProcess,
+  auth,
+  model: BuiltinModelLive,
+  tools: BuiltinToolsLive
+}).pipe(Layer.provide(logger), Layer.provide(AppConfigLive))

@@ -1,0 +1,44 @@
+/**
+ * The layer graph, in startup order: Database, Broker, Auth, WebSocketHub,
+ * Supervisor, then the HTTP server. Each mode (App, Test) chooses the
+ * layers; the shape is the same for all.
+ */
+import type { PgClient } from "@effect/sql-pg"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { Layer } from "effect"
+import type { LanguageModel } from "../src/agents/LanguageModel.ts"
+import { SupervisorLive } from "../src/agents/Supervisor.ts"
+import { ToolDispatcherLive, type Tools } from "../src/agents/ToolDispatcher.ts"
+import type { Auth } from "../src/auth/Auth.ts"
+import type { Broker } from "../src/broker/Broker.ts"
+import type { AppConfig } from "../src/config/AppConfig.ts"
+import { Threads } from "../src/database/Threads.ts"
+import { ReadinessLive } from "../src/http/Readiness.ts"
+import { HttpServerLive } from "../src/http/Server.ts"
+import { WebSocketHubLive } from "../src/websocket/WebSocketHub.ts"
+
+export interface GraphLayers<E> {
+  readonly config: Layer.Layer<AppConfig, E>
+  readonly database: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, E, AppConfig>
+  readonly broker: Layer.Layer<Broker, E, AppConfig>
+  /** Auth, and in development the dev-token issuer beside it. */
+  readonly auth: Layer.Layer<Auth, E, AppConfig | Threads>
+  readonly model: Layer.Layer<LanguageModel, E, AppConfig>
+  readonly tools: Layer.Layer<Tools, E, Threads | AppConfig>
+}
+
+/** Every component, without the HTTP server. */
+export const components = <E>(layers: GraphLayers<E>) =>
+  SupervisorLive.pipe(
+    Layer.provideMerge(Layer.mergeAll(WebSocketHubLive, layers.model)),
+    Layer.provideMerge(ToolDispatcherLive.pipe(Layer.provideMerge(layers.tools))),
+    Layer.provideMerge(layers.auth),
+    Layer.provideMerge(layers.broker),
+    Layer.provideMerge(Threads.Default),
+    Layer.provideMerge(layers.database),
+    Layer.provideMerge(ReadinessLive),
+    Layer.provideMerge(layers.config)
+  )
+
+/** The whole server: the components, then the port. */
+export const server = <E>(layers: GraphLayers<E>) => HttpServerLive.pipe(Layer.provideMerge(components(layers)))

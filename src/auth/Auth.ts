@@ -1,0 +1,88 @@
+/**
+ * Auth: turns an access token into a Principal (JWT via `jose`), and says
+ * whether a principal may see a thread. Unknown and forbidden threads look
+ * the same to the caller, so existence does not leak.
+ */
+import { Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { errors as JoseErrors, jwtVerify } from "jose"
+import { Threads } from "../database/Threads.ts"
+import type { DatabaseError } from "../domain/Errors.ts"
+import { RequestError } from "../domain/Errors.ts"
+
+export interface Principal {
+  readonly userId: string
+  /** When the token stops being valid (epoch ms), if it has an `exp`. */
+  readonly expiresAt: Option.Option<number>
+}
+
+export class AuthError extends Data.TaggedError("AuthError")<{ readonly reason: string }> {}
+
+export interface AuthOptions {
+  readonly secret: Redacted.Redacted
+  readonly issuer: Option.Option<string>
+  readonly audience: Option.Option<string>
+  readonly clockSkew: Duration.Duration
+  /** Production refuses tokens without `exp`. */
+  readonly requireExpiry: boolean
+}
+
+export class Auth extends Context.Tag("agent-chat/Auth")<Auth, {
+  readonly verify: (token: string) => Effect.Effect<Principal, AuthError>
+  /** Succeeds when the principal is a member of the thread, else `not_found`. */
+  readonly authorizeThread: (
+    principal: Principal,
+    threadId: string
+  ) => Effect.Effect<void, RequestError | DatabaseError>
+}>() {}
+
+const describeJoseError = (error: unknown): string => {
+  if (error instanceof JoseErrors.JWTExpired) return "token expired"
+  if (error instanceof JoseErrors.JWTClaimValidationFailed) {
+    if (error.claim === "nbf") return "token not yet valid"
+    if (error.reason === "missing") return `token has no "${error.claim}" claim`
+    return `token "${error.claim}" claim is not accepted`
+  }
+  if (error instanceof JoseErrors.JWSSignatureVerificationFailed) return "bad token signature"
+  if (error instanceof JoseErrors.JOSEAlgNotAllowed) return "token algorithm not allowed"
+  if (error instanceof JoseErrors.JWSInvalid || error instanceof JoseErrors.JWTInvalid) return "malformed token"
+  return "invalid token"
+}
+
+const make = (options: AuthOptions) =>
+  Effect.gen(function*() {
+    const threads = yield* Threads
+    const key = new TextEncoder().encode(Redacted.value(options.secret))
+    const verifyOptions = {
+      algorithms: ["HS256"],
+      clockTolerance: Duration.toSeconds(options.clockSkew),
+      requiredClaims: options.requireExpiry ? ["exp", "sub"] : ["sub"],
+      ...Option.match(options.issuer, { onNone: () => ({}), onSome: (issuer) => ({ issuer }) }),
+      ...Option.match(options.audience, { onNone: () => ({}), onSome: (audience) => ({ audience }) })
+    }
+
+    const verify = (token: string) =>
+      Effect.tryPromise({
+        try: () => jwtVerify(token, key, verifyOptions),
+        catch: (error) => new AuthError({ reason: describeJoseError(error) })
+      }).pipe(
+        Effect.flatMap(({ payload }) =>
+          typeof payload.sub === "string" && payload.sub.length > 0 && payload.sub.length <= 128
+            ? Effect.succeed<Principal>({
+              userId: payload.sub,
+              expiresAt: Option.map(Option.fromNullable(payload.exp), (exp) => exp * 1000)
+            })
+            : Effect.fail(new AuthError({ reason: "token \"sub\" must be a user id" }))
+        ),
+        Effect.withSpan("Auth.verify")
+      )
+
+    const authorizeThread = (principal: Principal, threadId: string) =>
+      threads.isMember(threadId, principal.userId).pipe(
+        Effect.flatMap((member) => member ? Effect.void : Effect.fail(RequestError.notFound("thread"))),
+        Effect.withSpan("Auth.authorizeThread")
+      )
+
+    return Auth.of({ verify, authorizeThread })
+  })
+
+export const AuthLive = (options: AuthOptions): Layer.Layer<Auth, never, Threads> => Layer.effect(Auth, make(options))

@@ -1,0 +1,152 @@
+/**
+ * AppConfig: every setting, read once from the environment at startup and
+ * validated for the mode. Only this module and `layers/` know the mode.
+ */
+import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted, Schedule } from "effect"
+import { StartupError } from "../domain/Errors.ts"
+
+export type AppEnv = "development" | "staging" | "production"
+
+export interface RetryPolicy {
+  /** How many attempts in all, the first included. */
+  readonly attempts: number
+  readonly baseDelay: Duration.Duration
+  /** The whole retry may not take longer than this. */
+  readonly maxElapsed: Duration.Duration
+}
+
+export interface AppConfigShape {
+  readonly env: AppEnv
+  readonly host: string
+  readonly port: number
+  readonly dataDir: string
+  readonly databaseUrl: Option.Option<Redacted.Redacted>
+  readonly databasePoolSize: number
+  readonly jwtSecret: Option.Option<Redacted.Redacted>
+  readonly jwtIssuer: Option.Option<string>
+  readonly jwtAudience: Option.Option<string>
+  readonly jwtClockSkew: Duration.Duration
+  readonly startupRetry: RetryPolicy
+  readonly maxFrameBytes: number
+  readonly heartbeat: Duration.Duration
+  readonly outboxCapacity: number
+  readonly inboxCapacity: number
+  readonly toolTimeout: Duration.Duration
+  readonly runTimeout: Duration.Duration
+  readonly maxAgentSteps: number
+}
+
+export class AppConfig extends Context.Tag("agent-chat/AppConfig")<AppConfig, AppConfigShape>() {}
+
+/** Exponential backoff with jitter, bounded in attempts and in total time. */
+export const startupRetrySchedule = (policy: RetryPolicy) =>
+  Schedule.exponential(policy.baseDelay, 2).pipe(
+    Schedule.jittered,
+    Schedule.intersect(Schedule.recurs(Math.max(0, policy.attempts - 1))),
+    Schedule.upTo(policy.maxElapsed)
+  )
+
+const positiveInt = (name: string, fallback: number, description: string) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 }),
+    Config.withDefault(fallback),
+    Config.withDescription(description)
+  )
+
+const millis = (name: string, fallback: number, description: string) =>
+  Config.map(positiveInt(name, fallback, description), Duration.millis)
+
+const optionalString = (name: string, description: string) =>
+  Config.option(Config.nonEmptyString(name)).pipe(Config.withDescription(description))
+
+const optionalSecret = (name: string, description: string) =>
+  Config.option(Config.redacted(name)).pipe(
+    Config.map(Option.filter((r) => Redacted.value(r).length > 0)),
+    Config.withDescription(description)
+  )
+
+export const appConfig: Config.Config<AppConfigShape> = Config.all({
+  env: Config.literal("development", "staging", "production")("APP_ENV").pipe(
+    Config.withDefault("development" as const),
+    Config.withDescription("development (embedded database, dev tokens), staging or production")
+  ),
+  host: Config.string("HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("interface to listen on")),
+  port: Config.port("PORT").pipe(Config.withDefault(8080), Config.withDescription("HTTP and WebSocket port")),
+  dataDir: Config.string("DATA_DIR").pipe(
+    Config.withDefault("./data"),
+    Config.withDescription("where development mode keeps its embedded database and dev secret")
+  ),
+  databaseUrl: optionalSecret("DATABASE_URL", "PostgreSQL URL; required in production and staging"),
+  databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10, "connections in the database pool"),
+  jwtSecret: optionalSecret("JWT_SECRET", "HS256 secret for access tokens; required in production and staging"),
+  jwtIssuer: optionalString("JWT_ISSUER", "required `iss` of access tokens"),
+  jwtAudience: optionalString("JWT_AUDIENCE", "required `aud` of access tokens"),
+  jwtClockSkew: Config.map(
+    Config.integer("JWT_CLOCK_SKEW_SECONDS").pipe(Config.withDefault(5)),
+    Duration.seconds
+  ),
+  startupRetry: Config.all({
+    attempts: positiveInt("STARTUP_RETRY_ATTEMPTS", 5, "attempts to reach a dependency at startup"),
+    baseDelay: millis("STARTUP_RETRY_BASE_MS", 200, "first retry delay; doubles each time, with jitter"),
+    maxElapsed: millis("STARTUP_RETRY_MAX_MS", 15_000, "give up on a dependency after this long")
+  }),
+  maxFrameBytes: positiveInt("WS_MAX_FRAME_BYTES", 64 * 1024, "largest client frame; larger closes with 1009"),
+  heartbeat: millis("WS_HEARTBEAT_MS", 25_000, "interval of WebSocket pings"),
+  outboxCapacity: positiveInt("WS_OUTBOX_CAPACITY", 4096, "frames queued per connection before it is closed 1013"),
+  inboxCapacity: positiveInt("WS_INBOX_CAPACITY", 256, "client frames queued per connection before it is closed 1008"),
+  toolTimeout: millis("TOOL_TIMEOUT_MS", 10_000, "longest a tool call may take"),
+  runTimeout: millis("RUN_TIMEOUT_MS", 120_000, "longest an agent run may take"),
+  maxAgentSteps: positiveInt("AGENT_MAX_STEPS", 8, "model calls per run before it stops")
+})
+
+/** Checks what the mode requires, naming every missing variable at once. */
+export const validate = (config: AppConfigShape): Either.Either<AppConfigShape, StartupError> => {
+  if (config.env === "development") return Either.right(config)
+  const missing: Array<string> = []
+  if (Option.isNone(config.databaseUrl)) missing.push("DATABASE_URL")
+  if (Option.isNone(config.jwtSecret)) missing.push("JWT_SECRET")
+  return missing.length === 0 ? Either.right(config) : Either.left(
+    new StartupError({
+      component: "config",
+      reason: `APP_ENV=${config.env} requires ${missing.join(" and ")} to be set`
+    })
+  )
+}
+
+const load = Effect.gen(function*() {
+  const config = yield* appConfig.pipe(
+    Effect.mapError((error) =>
+      new StartupError({ component: "config", reason: ConfigError.isConfigError(error) ? String(error) : "invalid" })
+    )
+  )
+  return yield* validate(config)
+})
+
+/** The configuration from the environment (or whatever ConfigProvider is current). */
+export const AppConfigLive: Layer.Layer<AppConfig, StartupError> = Layer.effect(AppConfig, load)
+
+/** Defaults suitable for tests, with any field overridden. */
+export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConfigShape => ({
+  env: "development",
+  host: "127.0.0.1",
+  port: 0,
+  dataDir: "./data",
+  databaseUrl: Option.none(),
+  databasePoolSize: 4,
+  jwtSecret: Option.some(Redacted.make("test-secret-0123456789-abcdefghij")),
+  jwtIssuer: Option.none(),
+  jwtAudience: Option.none(),
+  jwtClockSkew: Duration.seconds(5),
+  startupRetry: { attempts: 3, baseDelay: Duration.millis(50), maxElapsed: Duration.seconds(2) },
+  maxFrameBytes: 64 * 1024,
+  heartbeat: Duration.seconds(25),
+  outboxCapacity: 4096,
+  inboxCapacity: 256,
+  toolTimeout: Duration.seconds(10),
+  runTimeout: Duration.seconds(120),
+  maxAgentSteps: 8,
+  ...overrides
+})
+
+export const AppConfigTest = (overrides: Partial<AppConfigShape> = {}): Layer.Layer<AppConfig> =>
+  Layer.succeed(AppConfig, makeTestConfig(overrides))

@@ -1,0 +1,67 @@
+/**
+ * The schema, as ordered migrations. Each runs once, in one locked
+ * transaction, when the Database layer is built.
+ */
+import * as Migrator from "@effect/sql/Migrator"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Effect } from "effect"
+
+const init = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`
+    CREATE TABLE threads (
+      id text PRIMARY KEY,
+      title text,
+      created_by text NOT NULL,
+      created_at timestamptz NOT NULL,
+      head_seq integer NOT NULL DEFAULT 0
+    )`
+  yield* sql`
+    CREATE TABLE thread_members (
+      thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+      user_id text NOT NULL,
+      added_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (thread_id, user_id)
+    )`
+  yield* sql`CREATE INDEX thread_members_by_user ON thread_members (user_id)`
+  yield* sql`
+    CREATE TABLE messages (
+      id text PRIMARY KEY,
+      position bigint GENERATED ALWAYS AS IDENTITY,
+      thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+      user_id text NOT NULL,
+      content text NOT NULL,
+      created_at timestamptz NOT NULL
+    )`
+  yield* sql`CREATE INDEX messages_by_thread ON messages (thread_id, position)`
+  yield* sql`
+    CREATE TABLE runs (
+      id text PRIMARY KEY,
+      thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+      message_id text NOT NULL REFERENCES messages (id),
+      agent text NOT NULL,
+      status text NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+      error_code text,
+      started_at timestamptz NOT NULL,
+      ended_at timestamptz
+    )`
+  // At most one active run per thread, whichever node started it: the
+  // database, not a process-local map, is what answers "busy".
+  yield* sql`CREATE UNIQUE INDEX runs_one_active_per_thread ON runs (thread_id) WHERE status = 'running'`
+  yield* sql`
+    CREATE TABLE events (
+      thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+      seq integer NOT NULL,
+      id uuid NOT NULL UNIQUE,
+      event_type text NOT NULL,
+      run_id text,
+      created_at timestamptz NOT NULL,
+      -- json, not jsonb: keeps the text as written, so a replayed envelope is byte-identical to the live one
+      data json NOT NULL,
+      PRIMARY KEY (thread_id, seq)
+    )`
+})
+
+export const loader = Migrator.fromRecord({
+  "0001_init": init
+})

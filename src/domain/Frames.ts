@@ -1,0 +1,109 @@
+/**
+ * Client-to-server frames (PROTOCOL.md section 2) and their decoding.
+ * Decoding never throws: every failure becomes a message naming the field.
+ */
+import { Either, ParseResult, Schema } from "effect"
+
+const Identifier = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128))
+export const RequestId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+
+export const MAX_CONTENT_CHARS = 16_000
+export const MAX_TITLE_CHARS = 200
+export const MAX_MEMBERS = 100
+
+export const Ping = Schema.Struct({
+  type: Schema.Literal("ping"),
+  id: Schema.optional(RequestId)
+})
+
+export const CreateThread = Schema.Struct({
+  type: Schema.Literal("create_thread"),
+  id: RequestId,
+  title: Schema.optional(Schema.String.pipe(Schema.maxLength(MAX_TITLE_CHARS))),
+  members: Schema.optional(Schema.Array(Identifier).pipe(Schema.maxItems(MAX_MEMBERS)))
+})
+
+export const JoinThread = Schema.Struct({
+  type: Schema.Literal("join_thread"),
+  id: RequestId,
+  thread_id: Identifier,
+  after_seq: Schema.optional(Schema.Int.pipe(Schema.nonNegative()))
+})
+
+export const LeaveThread = Schema.Struct({
+  type: Schema.Literal("leave_thread"),
+  id: RequestId,
+  thread_id: Identifier
+})
+
+export const SendMessage = Schema.Struct({
+  type: Schema.Literal("send_message"),
+  id: RequestId,
+  thread_id: Identifier,
+  content: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_CONTENT_CHARS))
+})
+
+export const CancelRun = Schema.Struct({
+  type: Schema.Literal("cancel_run"),
+  id: RequestId,
+  run_id: Identifier
+})
+
+export const ClientFrame = Schema.Union(Ping, CreateThread, JoinThread, LeaveThread, SendMessage, CancelRun)
+export type ClientFrame = typeof ClientFrame.Type
+
+const byType: Record<string, Schema.Schema.AnyNoContext> = {
+  ping: Ping,
+  create_thread: CreateThread,
+  join_thread: JoinThread,
+  leave_thread: LeaveThread,
+  send_message: SendMessage,
+  cancel_run: CancelRun
+}
+
+export interface FrameDecodeError {
+  /** The request id, when the frame had a usable one, so the error can carry it as `ref`. */
+  readonly ref: string | undefined
+  readonly message: string
+}
+
+const refOf = (value: Record<string, unknown>): string | undefined =>
+  typeof value.id === "string" && value.id.length >= 1 && value.id.length <= 64 ? value.id : undefined
+
+const describe = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const first = issues[0]
+  if (first === undefined) return "invalid frame"
+  const path = first.path.map(String).join(".")
+  if (first._tag === "Missing") return `missing field "${path}"`
+  return path === "" ? first.message : `invalid field "${path}": ${first.message}`
+}
+
+/** Parses one text frame into a typed client frame, or says what is wrong with it. */
+export const decodeFrame = (text: string): Either.Either<ClientFrame, FrameDecodeError> => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return Either.left({ ref: undefined, message: "frame is not valid JSON" })
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    return Either.left({ ref: undefined, message: "frame must be a JSON object" })
+  }
+  const record = value as Record<string, unknown>
+  const ref = refOf(record)
+  if (typeof record.type !== "string") {
+    return Either.left({ ref, message: "missing field \"type\"" })
+  }
+  const schema = Object.hasOwn(byType, record.type) ? byType[record.type] : undefined
+  if (schema === undefined) {
+    return Either.left({ ref, message: `unknown type "${record.type.slice(0, 64)}"` })
+  }
+  return Either.mapLeft(
+    Schema.decodeUnknownEither(schema, { errors: "first" })(record) as Either.Either<
+      ClientFrame,
+      ParseResult.ParseError
+    >,
+    (error) => ({ ref, message: describe(error) })
+  )
+}

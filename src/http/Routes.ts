@@ -1,0 +1,123 @@
+/**
+ * The HTTP routes of PROTOCOL.md section 5: health, the dev token, the
+ * threads API and the web page. `/ws` upgrades are handled beside them.
+ */
+import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Effect, Option, Schema } from "effect"
+import { readFileSync } from "node:fs"
+import { Supervisor } from "../agents/Supervisor.ts"
+import { Auth, type Principal } from "../auth/Auth.ts"
+import { DevTokens } from "../auth/DevTokens.ts"
+import { Broker } from "../broker/Broker.ts"
+import * as Database from "../database/Database.ts"
+import { Threads } from "../database/Threads.ts"
+import { encodeEnvelope } from "../domain/Events.ts"
+import { type ComponentHealth, down, up } from "../domain/Health.ts"
+import { WebSocketHub } from "../websocket/WebSocketHub.ts"
+import { Readiness } from "./Readiness.ts"
+
+const json = (status: number, body: unknown) => HttpServerResponse.unsafeJson(body, { status })
+const failure = (status: number, error: string, reason: string) => json(status, { error, reason })
+
+const page = readFileSync(new URL("../web/index.html", import.meta.url), "utf8")
+
+const ready = Effect.gen(function*() {
+  const state = yield* (yield* Readiness).get
+  const broker = yield* Broker
+  const hub = yield* WebSocketHub
+  const supervisor = yield* Supervisor
+  const database = yield* Database.ping.pipe(
+    Effect.as(up()),
+    Effect.orElseSucceed(() => down("the database does not answer"))
+  )
+  const components: Record<string, ComponentHealth> = {
+    database,
+    broker: yield* broker.health,
+    auth: up({ algorithms: ["HS256"] }),
+    websocket: yield* hub.health,
+    supervisor: yield* supervisor.health
+  }
+  const allUp = Object.values(components).every((c) => c.status === "up")
+  const status = state !== "ready" ? state : allUp ? "ready" : "degraded"
+  return json(status === "ready" ? 200 : 503, { status, components })
+})
+
+/** The caller's principal from `Authorization: Bearer …`, or a 401 response. */
+const authenticated = <A, E, R>(
+  handler: (principal: Principal) => Effect.Effect<A, E, R>
+) =>
+  Effect.gen(function*() {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")
+    if (match === null) return failure(401, "unauthorized", "missing bearer token")
+    const principal = yield* (yield* Auth).verify(match[1]!).pipe(Effect.either)
+    if (principal._tag === "Left") return failure(401, "unauthorized", principal.left.reason)
+    return yield* handler(principal.right)
+  })
+
+const DevTokenBody = Schema.Struct({ user_id: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)) })
+
+const devToken = Effect.gen(function*() {
+  const tokens = yield* Effect.serviceOption(DevTokens)
+  if (Option.isNone(tokens)) return failure(404, "not_found", "dev tokens exist only in development mode")
+  const body = yield* HttpServerRequest.schemaBodyJson(DevTokenBody).pipe(Effect.option)
+  if (Option.isNone(body)) return failure(400, "invalid_message", "body must be {\"user_id\": \"…\"}")
+  return json(200, { token: yield* tokens.value.issue(body.value.user_id) })
+})
+
+const listThreads = authenticated((principal) =>
+  Effect.flatMap(Threads, (threads) => threads.listForUser(principal.userId)).pipe(
+    Effect.map((list) => json(200, { threads: list }))
+  )
+)
+
+const EventsQuery = Schema.Struct({
+  after_seq: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative()), {
+    default: () => 0
+  }),
+  limit: Schema.optionalWith(Schema.NumberFromString.pipe(Schema.int(), Schema.between(1, 10_000)), {
+    default: () => 1000
+  })
+})
+
+const threadEvents = authenticated((principal) =>
+  Effect.gen(function*() {
+    const { thread_id } = yield* HttpRouter.params
+    const query = yield* HttpServerRequest.schemaSearchParams(EventsQuery).pipe(Effect.either)
+    if (query._tag === "Left") {
+      return failure(400, "invalid_message", "after_seq must be an integer ≥ 0 and limit an integer from 1 to 10000")
+    }
+    const threads = yield* Threads
+    if (thread_id === undefined || !(yield* threads.isMember(thread_id, principal.userId))) {
+      return failure(404, "not_found", "thread not found")
+    }
+    // Events first: a head read after them is never behind the last one returned.
+    const events = yield* threads.eventsAfter(thread_id, query.right.after_seq, query.right.limit)
+    const head = yield* threads.headSeq(thread_id)
+    // The stored envelope, byte for byte what a WebSocket client receives.
+    const body = `{"events":[${events.map(encodeEnvelope).join(",")}],"head_seq":${Option.getOrElse(head, () => 0)}}`
+    return HttpServerResponse.text(body, { contentType: "application/json" })
+  })
+)
+
+const internal = (error: unknown) =>
+  Effect.zipRight(
+    Effect.logError("request failed", error),
+    Effect.succeed(failure(503, "unavailable", "a dependency is unavailable; retry shortly"))
+  )
+
+export const router = HttpRouter.empty.pipe(
+  HttpRouter.get("/", Effect.succeed(HttpServerResponse.html(page))),
+  HttpRouter.get("/health/live", Effect.succeed(json(200, { status: "ok" }))),
+  HttpRouter.get("/health/ready", ready),
+  HttpRouter.post("/api/dev/token", devToken),
+  HttpRouter.get("/api/threads", listThreads),
+  HttpRouter.get("/api/threads/:thread_id/events", threadEvents),
+  HttpRouter.get("/ws", Effect.succeed(failure(426, "upgrade_required", "connect with a WebSocket"))),
+  HttpRouter.catchAll(internal)
+)
+
+/** The routes as one app; unknown paths answer 404 in the same JSON shape. */
+export const app = HttpRouter.toHttpApp(router).pipe(
+  Effect.map(Effect.catchTag("RouteNotFound", () => Effect.succeed(failure(404, "not_found", "no such route"))))
+)

@@ -1,0 +1,57 @@
+/**
+ * The HTTP server: the routes and the `/ws` upgrade on one port. It is the
+ * last layer of the graph, so the port opens only once every component is
+ * up; it marks the server ready once listening, and draining first thing
+ * on shutdown.
+ */
+import { NodeHttpServer } from "@effect/platform-node"
+import { Context, Effect, Layer } from "effect"
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { AppConfig } from "../config/AppConfig.ts"
+import { StartupError } from "../domain/Errors.ts"
+import { makeUpgradeHandler } from "../websocket/Upgrade.ts"
+import { Readiness } from "./Readiness.ts"
+import { app } from "./Routes.ts"
+
+export class ServerAddress extends Context.Tag("agent-chat/ServerAddress")<ServerAddress, {
+  readonly host: string
+  readonly port: number
+}>() {}
+
+const listen = (server: Server, host: string, port: number) =>
+  Effect.async<AddressInfo, StartupError>((resume) => {
+    const onError = (cause: Error) =>
+      resume(Effect.fail(new StartupError({ component: "http", reason: `cannot listen on ${host}:${port}`, cause })))
+    server.once("error", onError)
+    server.listen(port, host, () => {
+      server.off("error", onError)
+      resume(Effect.succeed(server.address() as AddressInfo))
+    })
+  })
+
+const make = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const readiness = yield* Readiness
+  const handler = yield* NodeHttpServer.makeHandler(yield* app)
+  const server = yield* Effect.acquireRelease(
+    Effect.sync(() => createServer({ keepAliveTimeout: 5_000 })),
+    (server) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+        server.closeAllConnections()
+      })
+  )
+  // Released before the server closes: no new upgrades, open sockets told 1001.
+  const upgrade = yield* makeUpgradeHandler
+  server.on("request", handler)
+  server.on("upgrade", upgrade)
+  const address = yield* listen(server, config.host, config.port)
+  yield* Effect.acquireRelease(readiness.set("ready"), () => readiness.set("draining"))
+  yield* Effect.logInfo(`listening on http://${address.address}:${address.port}`)
+  return ServerAddress.of({ host: address.address, port: address.port })
+})
+
+export type ServerRequirements = Layer.Layer.Context<typeof HttpServerLive>
+
+export const HttpServerLive = Layer.scoped(ServerAddress, make)

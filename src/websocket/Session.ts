@@ -1,0 +1,149 @@
+/**
+ * Session: one connection's life. It registers the connection's emitter
+ * with the hub, sends `welcome`, then handles the client's frames one at a
+ * time, in order. Every failure becomes an `error` frame; nothing a client
+ * sends ends the process or the connection.
+ */
+import { Cause, Clock, Deferred, Duration, Effect, Either, Option, Queue } from "effect"
+import type { WebSocket } from "ws"
+import { Supervisor } from "../agents/Supervisor.ts"
+import { Auth, type Principal } from "../auth/Auth.ts"
+import { AppConfig } from "../config/AppConfig.ts"
+import { Threads } from "../database/Threads.ts"
+import { ErrorCode } from "../domain/Codes.ts"
+import { type DatabaseError, RequestError } from "../domain/Errors.ts"
+import { type ClientFrame, decodeFrame } from "../domain/Frames.ts"
+import * as Frames from "../domain/ServerFrames.ts"
+import type { Connection } from "./Connection.ts"
+import { WebSocketHub } from "./WebSocketHub.ts"
+
+/** A frame as it came off the socket. */
+export interface RawFrame {
+  readonly data: string
+  readonly binary: boolean
+}
+
+export interface SessionSocket {
+  readonly ws: WebSocket
+  readonly principal: Principal
+  /** Frames received so far and from now on, filled by the socket's listeners. */
+  readonly inbox: Queue.Queue<RawFrame>
+  /** Completed when the socket has closed. */
+  readonly closed: Deferred.Deferred<void>
+}
+
+export const makeSession = Effect.gen(function*() {
+  const hub = yield* WebSocketHub
+  const auth = yield* Auth
+  const threads = yield* Threads
+  const supervisor = yield* Supervisor
+  const config = yield* AppConfig
+
+  const ensureJoined = (connection: Connection, threadId: string) =>
+    connection.threads.has(threadId)
+      ? Effect.void
+      : Effect.zipRight(
+        auth.authorizeThread(connection.principal, threadId),
+        hub.join(connection, threadId, Option.none(), () => {})
+      )
+
+  const dispatch = (
+    connection: Connection,
+    frame: ClientFrame
+  ): Effect.Effect<void, RequestError | DatabaseError> => {
+    const principal = connection.principal
+    switch (frame.type) {
+      case "ping":
+        return Effect.sync(() => connection.push(Frames.pong(frame.id)))
+      case "create_thread":
+        return threads.create({
+          createdBy: principal.userId,
+          title: frame.title ?? null,
+          members: frame.members ?? []
+        }).pipe(Effect.map((threadId) => connection.push(Frames.ack(frame.id, { thread_id: threadId }))))
+      case "join_thread":
+        return Effect.zipRight(
+          auth.authorizeThread(principal, frame.thread_id),
+          hub.join(connection, frame.thread_id, Option.fromNullable(frame.after_seq), (head) => {
+            connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head }))
+          })
+        )
+      case "leave_thread":
+        return Effect.gen(function*() {
+          if (!(yield* hub.leave(connection, frame.thread_id))) yield* auth.authorizeThread(principal, frame.thread_id)
+          connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id }))
+        })
+      case "send_message":
+        return Effect.zipRight(
+          ensureJoined(connection, frame.thread_id),
+          supervisor.send(
+            principal,
+            frame.thread_id,
+            frame.content,
+            (ids) =>
+              Effect.sync(() => connection.push(Frames.ack(frame.id, { message_id: ids.messageId, run_id: ids.runId })))
+          )
+        )
+      case "cancel_run":
+        return supervisor.cancel(principal, frame.run_id).pipe(
+          Effect.map(() => connection.push(Frames.ack(frame.id, { run_id: frame.run_id })))
+        )
+    }
+  }
+
+  const handle = (connection: Connection, raw: RawFrame): Effect.Effect<void> => {
+    if (raw.binary) {
+      return Effect.sync(() =>
+        connection.push(
+          Frames.error(undefined, ErrorCode.InvalidMessage, "binary frames are not supported; send JSON text")
+        )
+      )
+    }
+    const decoded = decodeFrame(raw.data)
+    if (Either.isLeft(decoded)) {
+      return Effect.sync(() =>
+        connection.push(Frames.error(decoded.left.ref, ErrorCode.InvalidMessage, decoded.left.message))
+      )
+    }
+    const frame = decoded.right
+    return dispatch(connection, frame).pipe(
+      Effect.catchAllCause((cause) => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure) && failure.value._tag === "RequestError") {
+          const { code, message } = failure.value
+          return Effect.sync(() => connection.push(Frames.error(frame.id, code, message)))
+        }
+        if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
+        return Effect.logError("frame handling failed", cause).pipe(
+          Effect.zipRight(Effect.sync(() => {
+            const message = Option.isSome(failure) ? "the database is unavailable" : "internal error"
+            connection.push(Frames.error(frame.id, ErrorCode.Internal, message))
+          }))
+        )
+      }),
+      Effect.withSpan("Session.frame", { attributes: { type: frame.type } })
+    )
+  }
+
+  /** Serves one upgraded socket until it closes; everything it acquired is released then. */
+  const serve = (socket: SessionSocket) =>
+    Effect.gen(function*() {
+      const connection = yield* hub.register(socket.ws, socket.principal)
+      const now = yield* Clock.currentTimeMillis
+      connection.push(Frames.welcome({
+        connectionId: connection.id,
+        userId: socket.principal.userId,
+        heartbeatMs: Duration.toMillis(config.heartbeat),
+        now: new Date(now)
+      }))
+      const loop = Queue.take(socket.inbox).pipe(
+        Effect.flatMap((raw) => handle(connection, raw)),
+        Effect.forever
+      )
+      yield* Effect.raceFirst(loop, Deferred.await(socket.closed)).pipe(
+        Effect.annotateLogs({ connection_id: connection.id, user_id: socket.principal.userId })
+      )
+    }).pipe(Effect.scoped)
+
+  return { serve } as const
+})

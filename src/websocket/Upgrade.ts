@@ -1,0 +1,120 @@
+/**
+ * The `/ws` upgrade. It owns the `ws` server so the frame limit is enforced
+ * by the socket layer before a frame is buffered (close 1009), and it
+ * refuses before upgrading, as plain HTTP with a JSON body: 401 for any
+ * token problem, 503 while not ready. It never answers 500.
+ */
+import { Deferred, Effect, FiberSet, Queue } from "effect"
+import type { IncomingMessage } from "node:http"
+import { STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
+import { WebSocket, WebSocketServer } from "ws"
+import { Auth, type Principal } from "../auth/Auth.ts"
+import { AppConfig } from "../config/AppConfig.ts"
+import { CloseCode, RefusalCode } from "../domain/Codes.ts"
+import { Readiness } from "../http/Readiness.ts"
+import { makeSession, type RawFrame } from "./Session.ts"
+
+/** Writes an HTTP response on a socket that was never upgraded, then closes it. */
+export const refuse = (socket: Duplex, status: number, body: Record<string, string>) => {
+  if (!socket.writable) return socket.destroy()
+  const json = JSON.stringify(body)
+  socket.once("finish", () => socket.destroy())
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n` +
+      "Content-Type: application/json\r\n" +
+      `Content-Length: ${Buffer.byteLength(json)}\r\n` +
+      "Connection: close\r\n\r\n" + json
+  )
+}
+
+const refusal = (socket: Duplex, code: RefusalCode, reason: string) =>
+  refuse(socket, code.status, { error: code.error, reason })
+
+/** The token from `Authorization: Bearer …`, else from `?token=`. */
+export const tokenOf = (request: IncomingMessage, url: URL): string | undefined => {
+  const header = request.headers.authorization
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header)
+    return match?.[1]
+  }
+  return url.searchParams.get("token") ?? undefined
+}
+
+export const makeUpgradeHandler = Effect.gen(function*() {
+  const auth = yield* Auth
+  const readiness = yield* Readiness
+  const config = yield* AppConfig
+  const session = yield* makeSession
+  const runFork = yield* FiberSet.makeRuntime<never>()
+  const sockets = new Set<WebSocket>()
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.maxFrameBytes,
+    perMessageDeflate: false,
+    clientTracking: false
+  })
+
+  // Shutdown: tell every client to reconnect elsewhere; the FiberSet then ends the sessions.
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const ws of sockets) ws.close(CloseCode.GoingAway, "server shutting down")
+    })
+  )
+
+  const accept = (request: IncomingMessage, socket: Duplex, head: Buffer, principal: Principal) =>
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      // Listeners go on before anything asynchronous, so no frame can arrive unheard.
+      const inbox = Effect.runSync(Queue.bounded<RawFrame>(config.inboxCapacity))
+      const closed = Effect.runSync(Deferred.make<void>())
+      sockets.add(ws)
+      ws.on("message", (data, binary) => {
+        const frame = { data: binary ? "" : data.toString(), binary }
+        if (!Queue.unsafeOffer(inbox, frame)) ws.close(CloseCode.PolicyViolation, "too many frames in flight")
+      })
+      ws.on("error", () => {})
+      ws.on("close", () => {
+        sockets.delete(ws)
+        Deferred.unsafeDone(closed, Effect.void)
+      })
+      runFork(
+        session.serve({ ws, principal, inbox, closed }).pipe(
+          Effect.catchAllDefect((defect) =>
+            Effect.zipRight(
+              Effect.logError("connection failed", defect),
+              Effect.sync(() => ws.close(CloseCode.InternalError, "internal error"))
+            )
+          ),
+          Effect.ensuring(Effect.sync(() => ws.readyState === WebSocket.OPEN && ws.close(CloseCode.Normal)))
+        )
+      )
+    })
+
+  const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) =>
+    Effect.gen(function*() {
+      const url = new URL(request.url ?? "/", "http://localhost")
+      if (url.pathname !== "/ws") {
+        return refuse(socket, 404, { error: "not_found", reason: "no WebSocket here; use /ws" })
+      }
+      if ((yield* readiness.get) !== "ready") {
+        return refusal(socket, RefusalCode.Unavailable, "the server is not ready; retry shortly")
+      }
+      const token = tokenOf(request, url)
+      if (token === undefined) return refusal(socket, RefusalCode.Unauthorized, "missing access token")
+      const principal = yield* auth.verify(token).pipe(Effect.either)
+      if (principal._tag === "Left") return refusal(socket, RefusalCode.Unauthorized, principal.left.reason)
+      accept(request, socket, head, principal.right)
+    }).pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.zipRight(
+          Effect.logError("upgrade failed", cause),
+          Effect.sync(() => refusal(socket, RefusalCode.Unavailable, "the server could not accept the connection"))
+        )
+      )
+    )
+
+  return (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy())
+    runFork(upgrade(request, socket, head))
+  }
+})

@@ -1,0 +1,254 @@
+/**
+ * WebSocketHub: the node's registry of connections and the fan-out of
+ * stored events to them. One fiber takes the broker's messages and offers
+ * each to the outboxes of the connections that joined its thread; joins
+ * replay from the event log and switch to live with no gap and no
+ * duplicate (buffer live events, replay, drop what the replay covered).
+ */
+import { Context, Effect, FiberSet, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
+import type { WebSocket } from "ws"
+import type { Principal } from "../auth/Auth.ts"
+import { Broker, type BrokerMessage } from "../broker/Broker.ts"
+import { AppConfig } from "../config/AppConfig.ts"
+import { Threads } from "../database/Threads.ts"
+import { type DatabaseError, RequestError } from "../domain/Errors.ts"
+import { encodeEnvelope, type StoredEvent } from "../domain/Events.ts"
+import { type ComponentHealth, up } from "../domain/Health.ts"
+import { Connection, type ThreadCursor } from "./Connection.ts"
+
+const REPLAY_PAGE = 1000
+
+export interface HubStats {
+  readonly connections: number
+  readonly threads: number
+  readonly subscriptions: number
+}
+
+export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSocketHub, {
+  /** Registers a connection for the life of the scope: its outbox, writer fiber and joins go with it. */
+  readonly register: (ws: WebSocket, principal: Principal) => Effect.Effect<Connection, never, Scope.Scope>
+  /**
+   * Joins a thread: `onHead` runs (to queue the ack) once the head is known, then stored events after
+   * `afterSeq` are queued, then live ones. The caller has checked membership.
+   */
+  readonly join: (
+    connection: Connection,
+    threadId: string,
+    afterSeq: Option.Option<number>,
+    onHead: (headSeq: number) => void
+  ) => Effect.Effect<number, DatabaseError | RequestError>
+  readonly leave: (connection: Connection, threadId: string) => Effect.Effect<boolean>
+  /** Sends stored events to every node's connections that joined their thread. */
+  readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void>
+  readonly stats: Effect.Effect<HubStats>
+  readonly health: Effect.Effect<ComponentHealth>
+}>() {}
+
+const make = Effect.gen(function*() {
+  const config = yield* AppConfig
+  const broker = yield* Broker
+  const threads = yield* Threads
+  const runtime = yield* Effect.runtime<never>()
+  const runFork = Runtime.runFork(runtime)
+  const connections = new Set<Connection>()
+  const byThread = new Map<string, Set<Connection>>()
+  // Catch-up fibers started from the delivery path; each ends with its connection.
+  const repairs = yield* FiberSet.make<void, never>()
+
+  const subscribe = (connection: Connection, threadId: string, cursor: ThreadCursor) => {
+    connection.threads.set(threadId, cursor)
+    let set = byThread.get(threadId)
+    if (set === undefined) byThread.set(threadId, set = new Set())
+    set.add(connection)
+  }
+
+  const unsubscribe = (connection: Connection, threadId: string) => {
+    if (!connection.threads.delete(threadId)) return false
+    const set = byThread.get(threadId)
+    set?.delete(connection)
+    if (set?.size === 0) byThread.delete(threadId)
+    return true
+  }
+
+  const isCurrent = (connection: Connection, threadId: string, cursor: ThreadCursor) =>
+    !connection.isClosing && connection.threads.get(threadId) === cursor
+
+  /** Queues stored events in (lastSeq, upTo] from the log, waiting for room in the outbox. */
+  const replay = (connection: Connection, threadId: string, cursor: ThreadCursor, upTo: number) =>
+    Effect.gen(function*() {
+      while (cursor.lastSeq < upTo && isCurrent(connection, threadId, cursor)) {
+        const limit = Math.min(REPLAY_PAGE, upTo - cursor.lastSeq)
+        const events = yield* threads.eventsAfter(threadId, cursor.lastSeq, limit)
+        if (events.length === 0) break
+        for (const event of events) {
+          if (event.seq !== cursor.lastSeq + 1) break
+          yield* Queue.offer(connection.outbox, encodeEnvelope(event))
+          cursor.lastSeq = event.seq
+        }
+      }
+    })
+
+  /**
+   * Moves a buffering cursor to live: sends what was buffered in order, fetching from the log any seq
+   * that did not arrive (events published out of order by different writers).
+   */
+  const settle = (connection: Connection, threadId: string, cursor: ThreadCursor): Effect.Effect<void, DatabaseError> =>
+    Effect.gen(function*() {
+      while (isCurrent(connection, threadId, cursor)) {
+        const pending = (cursor.pending ?? []).sort((a, b) => a.seq - b.seq)
+        cursor.pending = []
+        let gap: number | undefined
+        for (let i = 0; i < pending.length; i++) {
+          const message = pending[i]!
+          if (message.seq <= cursor.lastSeq) continue
+          if (message.seq === cursor.lastSeq + 1) {
+            if (!connection.push(message.payload)) return
+            cursor.lastSeq = message.seq
+          } else {
+            gap = message.seq
+            cursor.pending.push(...pending.slice(i))
+            break
+          }
+        }
+        if (gap === undefined) {
+          cursor.pending = null
+          return
+        }
+        const before = cursor.lastSeq
+        yield* replay(connection, threadId, cursor, gap - 1)
+        // A seq that is not in the log cannot be waited for; skip it rather than stall the thread.
+        if (cursor.lastSeq === before) {
+          yield* Effect.logWarning("event missing from the log; skipping").pipe(
+            Effect.annotateLogs({ thread_id: threadId, seq: before + 1 })
+          )
+          cursor.lastSeq = gap - 1
+        }
+      }
+    })
+
+  const deliver = (message: BrokerMessage) => {
+    const set = byThread.get(message.threadId)
+    if (set === undefined) return
+    for (const connection of set) {
+      const cursor = connection.threads.get(message.threadId)
+      if (cursor === undefined) continue
+      if (cursor.pending !== null) {
+        if (cursor.pending.length >= config.outboxCapacity) {
+          connection.close(1013, "too far behind; reconnect and replay with after_seq")
+        } else {
+          cursor.pending.push(message)
+        }
+      } else if (message.seq === cursor.lastSeq + 1) {
+        if (connection.push(message.payload)) cursor.lastSeq = message.seq
+      } else if (message.seq > cursor.lastSeq + 1) {
+        cursor.pending = [message]
+        runFork(FiberSet.run(repairs, settle(connection, message.threadId, cursor).pipe(Effect.ignoreLogged)))
+      }
+    }
+  }
+
+  const subscription = yield* broker.subscribe
+  yield* Queue.takeAll(subscription).pipe(
+    Effect.tap((messages) => {
+      for (const message of messages) deliver(message)
+    }),
+    Effect.forever,
+    Effect.forkScoped
+  )
+
+  const heartbeat = Effect.sync(() => {
+    for (const connection of connections) {
+      if (connection.missedPongs >= 2) {
+        connection.ws.terminate()
+      } else {
+        connection.missedPongs++
+        connection.ws.ping()
+      }
+    }
+  })
+  yield* heartbeat.pipe(
+    Effect.repeat(Schedule.spaced(config.heartbeat)),
+    Effect.delay(config.heartbeat),
+    Effect.forkScoped
+  )
+
+  const register = (ws: WebSocket, principal: Principal) =>
+    Effect.gen(function*() {
+      const outbox = yield* Queue.bounded<string>(config.outboxCapacity)
+      const connection = yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const connection = new Connection(ws, principal, outbox)
+          ws.on("pong", () => {
+            connection.missedPongs = 0
+          })
+          connections.add(connection)
+          return connection
+        }),
+        (connection) =>
+          Effect.zipRight(
+            Effect.sync(() => {
+              connections.delete(connection)
+              for (const threadId of [...connection.threads.keys()]) unsubscribe(connection, threadId)
+            }),
+            Queue.shutdown(outbox)
+          )
+      )
+      yield* Effect.forkScoped(connection.writer)
+      return connection
+    })
+
+  const join = (
+    connection: Connection,
+    threadId: string,
+    afterSeq: Option.Option<number>,
+    onHead: (headSeq: number) => void
+  ) => {
+    const cursor: ThreadCursor = { lastSeq: 0, pending: [] }
+    return Effect.gen(function*() {
+      subscribe(connection, threadId, cursor)
+      const head = yield* threads.headSeq(threadId).pipe(
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.fail(RequestError.notFound("thread")),
+          onSome: Effect.succeed
+        }))
+      )
+      onHead(head)
+      cursor.lastSeq = Option.match(afterSeq, { onNone: () => head, onSome: (after) => Math.min(after, head) })
+      yield* replay(connection, threadId, cursor, head)
+      yield* settle(connection, threadId, cursor)
+      return head
+    }).pipe(
+      Effect.tapErrorCause(() =>
+        Effect.sync(() => isCurrent(connection, threadId, cursor) && unsubscribe(connection, threadId))
+      ),
+      Effect.withSpan("WebSocketHub.join", { attributes: { thread_id: threadId } })
+    )
+  }
+
+  const publish = (events: ReadonlyArray<StoredEvent>) =>
+    broker.publish(events.map((event) => ({
+      threadId: event.thread_id,
+      seq: event.seq,
+      payload: encodeEnvelope(event)
+    })))
+
+  const stats = Effect.sync((): HubStats => {
+    let subscriptions = 0
+    for (const set of byThread.values()) subscriptions += set.size
+    return { connections: connections.size, threads: byThread.size, subscriptions }
+  })
+
+  return WebSocketHub.of({
+    register,
+    join,
+    leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
+    publish,
+    stats,
+    health: Effect.map(stats, (s) => up({ connections: s.connections, threads: s.threads }))
+  })
+})
+
+export const WebSocketHubLive: Layer.Layer<WebSocketHub, never, AppConfig | Broker | Threads> = Layer.scoped(
+  WebSocketHub,
+  make
+)

@@ -1,0 +1,93 @@
+/**
+ * A real server on port 0 with test layers: the test database, the
+ * in-process broker, the test secret, and any model or config a suite
+ * needs. Suites share one per file through @effect/vitest's `layer`.
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import { server as serverGraph } from "../../layers/Graph.ts"
+import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
+import type { LanguageModel } from "../../src/agents/LanguageModel.ts"
+import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
+import { AuthLive, type AuthOptions } from "../../src/auth/Auth.ts"
+import { DevTokensLive } from "../../src/auth/DevTokens.ts"
+import { BrokerInProcess } from "../../src/broker/Broker.ts"
+import { ChatClient, type ConnectOptions } from "../../src/client/ChatClient.ts"
+import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
+import { ServerAddress } from "../../src/http/Server.ts"
+import { TestDatabaseLive } from "./TestDatabase.ts"
+import { sign } from "./tokens.ts"
+
+export interface TestServerOptions {
+  readonly config?: Partial<AppConfigShape>
+  readonly model?: Layer.Layer<LanguageModel>
+  /** Provide the dev-token issuer, as development mode does (default true). */
+  readonly devTokens?: boolean
+}
+
+export interface TestServerShape {
+  readonly port: number
+  readonly wsUrl: string
+  readonly httpUrl: string
+  readonly context: Context.Context<never>
+  /** Opens a connection as `userId` with a valid token; closed after the test by `withClients`. */
+  readonly connect: (userId: string, options?: ConnectOptions) => Promise<ChatClient>
+  readonly fetch: (path: string, init?: RequestInit & { readonly userId?: string }) => Promise<Response>
+}
+
+export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestServerShape>() {
+  static layer(options: TestServerOptions = {}): Layer.Layer<TestServer, unknown> {
+    const config = makeTestConfig(options.config)
+    const authOptions: AuthOptions = {
+      secret: Option.getOrThrow(config.jwtSecret),
+      issuer: config.jwtIssuer,
+      audience: config.jwtAudience,
+      clockSkew: config.jwtClockSkew,
+      requireExpiry: false
+    }
+    const graph = serverGraph({
+      config: AppConfigTest(options.config),
+      database: TestDatabaseLive(config.databasePoolSize),
+      broker: BrokerInProcess,
+      auth: options.devTokens === false
+        ? AuthLive(authOptions)
+        : Layer.merge(AuthLive(authOptions), DevTokensLive(authOptions)),
+      model: options.model ?? BuiltinModelLive,
+      tools: BuiltinToolsLive
+    })
+    return Layer.scoped(
+      TestServer,
+      Effect.gen(function*() {
+        const context = yield* Layer.build(graph)
+        const { port } = Context.get(context, ServerAddress)
+        const wsUrl = `ws://127.0.0.1:${port}/ws`
+        const httpUrl = `http://127.0.0.1:${port}`
+        const clients = new Set<ChatClient>()
+        yield* Effect.addFinalizer(() => Effect.sync(() => clients.forEach((c) => c.ws.terminate())))
+        return {
+          port,
+          wsUrl,
+          httpUrl,
+          context: context as Context.Context<never>,
+          connect: async (userId, connectOptions) => {
+            const client = await ChatClient.connect(wsUrl, { token: await sign(userId), ...connectOptions })
+            clients.add(client)
+            return client
+          },
+          fetch: async (path, init = {}) => {
+            const headers = new Headers(init.headers)
+            if (init.userId !== undefined) headers.set("authorization", `Bearer ${await sign(init.userId)}`)
+            return fetch(`${httpUrl}${path}`, { ...init, headers })
+          }
+        }
+      })
+    )
+  }
+}
+
+/** Runs an async test body against the suite's server. */
+export const withServer = <A>(body: (server: TestServerShape) => Promise<A>) =>
+  Effect.flatMap(TestServer, (server) => Effect.promise(() => body(server)))
+
+/** Reads a service of the running server, for assertions on its internals (hub stats and the like). */
+export const service = <I, S>(server: TestServerShape, tag: Context.Tag<I, S>): S =>
+  Context.unsafeGet(server.context as Context.Context<I>, tag)
