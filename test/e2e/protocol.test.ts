@@ -91,4 +91,41 @@ layer(TestServer.layer(), { excludeTestServices: true, timeout: 60_000 })("proto
       expectContiguous(bob.events(thread_id))
       expect(bob.events(thread_id).map((e) => e.event_id)).toEqual(alice.events(thread_id).map((e) => e.event_id))
     }))
+
+  it.effect("answers a question about earlier messages with the search_thread tool over the stored history", () =>
+    withServer(async (server) => {
+      const alice = await server.connect("alice")
+      const { thread_id } = await alice.request({ type: "create_thread" })
+      const first = await alice.request({
+        type: "send_message",
+        thread_id,
+        content: "The budget for the trip is 500 euros"
+      })
+      await alice.waitRunEnd(first.run_id)
+      const second = await alice.request({
+        type: "send_message",
+        thread_id,
+        content: "What did I say earlier about the budget?"
+      })
+      const terminal = await alice.waitRunEnd(second.run_id)
+      const run = expectRunShape(alice.events(thread_id), second.run_id)
+      const completed = run.find((e) => e.event_type === "tool_completed")!
+      expect(completed.data.tool).toBe("search_thread")
+      expect(completed.data.output.matches.map((m: { content: string }) => m.content)).toEqual([
+        "The budget for the trip is 500 euros"
+      ])
+      expect(terminal.data.response).toContain("500 euros")
+    }))
+
+  it.effect("answers the time with the clock tool", () =>
+    withServer(async (server) => {
+      const alice = await server.connect("alice")
+      const { thread_id } = await alice.request({ type: "create_thread" })
+      const sent = await alice.request({ type: "send_message", thread_id, content: "What time is it in Europe/Paris?" })
+      const terminal = await alice.waitRunEnd(sent.run_id)
+      const run = expectRunShape(alice.events(thread_id), sent.run_id)
+      const completed = run.find((e) => e.event_type === "tool_completed")!
+      expect(completed.data).toMatchObject({ tool: "clock", output: { timezone: "Europe/Paris" } })
+      expect(terminal.data.response).toContain(completed.data.output.local)
+    }))
 })

@@ -3,7 +3,7 @@
  * in-process broker, the test secret, and any model or config a suite
  * needs. Suites share one per file through @effect/vitest's `layer`.
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { server as serverGraph } from "../../layers/Graph.ts"
 import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
 import type { LanguageModel } from "../../src/agents/LanguageModel.ts"
@@ -53,7 +53,7 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
         : Layer.merge(AuthLive(authOptions), DevTokensLive(authOptions)),
       model: options.model ?? BuiltinModelLive,
       tools: BuiltinToolsLive
-    })
+    }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)))
     return Layer.scoped(
       TestServer,
       Effect.gen(function*() {
