@@ -1,11 +1,19 @@
 /**
  * One client connection as the hub sees it: the socket, the principal, a
- * bounded outbox drained by the connection's writer fiber, and a cursor per
- * joined thread. Anything that writes to the client goes through `push`, so
- * nothing outside the connection ever blocks on its socket.
+ * bounded outbox and a cursor per joined thread. Anything that writes to
+ * the client goes through the outbox, so nothing outside the connection
+ * ever blocks on its socket.
+ *
+ * The outbox needs no fiber: a push schedules one flush per tick, which
+ * writes everything queued in one corked batch and waits for the socket to
+ * take it (the last write's callback) before the next. A client that stops
+ * reading therefore backs up into the outbox, and a full outbox closes it
+ * with 1013; it reconnects and replays. An idle connection costs a few
+ * objects, not a suspended fiber.
  */
-import { Effect, Queue } from "effect"
+import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
+import type { Socket } from "node:net"
 import { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
 import type { BrokerMessage } from "../broker/Broker.ts"
@@ -19,18 +27,25 @@ export interface ThreadCursor {
   pending: Array<BrokerMessage> | null
 }
 
-const WRITE_BATCH = 256
+/** A frame: a string, or the bytes of a string already encoded once for every recipient. */
+export type Frame = string | Buffer
+
+const TEXT = { binary: false } as const
 
 export class Connection {
   readonly id = randomUUID()
   readonly threads = new Map<string, ThreadCursor>()
   missedPongs = 0
   private closing = false
+  private queue: Array<Frame> = []
+  private writing = false
+  private scheduled = false
+  private waiters: Array<() => void> = []
 
   constructor(
     readonly ws: WebSocket,
     readonly principal: Principal,
-    readonly outbox: Queue.Queue<string>
+    private readonly capacity: number
   ) {}
 
   get userId() {
@@ -41,36 +56,95 @@ export class Connection {
     return this.closing
   }
 
+  /** Frames queued and not yet handed to the socket. */
+  get queued() {
+    return this.queue.length
+  }
+
   /** Queues a frame; a full outbox means the client fell too far behind: close 1013, it will replay. */
-  push(frame: string): boolean {
+  push(frame: Frame): boolean {
     if (this.closing) return false
-    if (Queue.unsafeOffer(this.outbox, frame)) return true
-    this.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
-    return false
+    if (this.queue.length >= this.capacity) {
+      this.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
+      return false
+    }
+    this.queue.push(frame)
+    this.schedule()
+    return true
+  }
+
+  /** Queues a frame once there is room (replays wait instead of overflowing); a no-op once closing. */
+  offer(frame: Frame): Effect.Effect<void> {
+    return Effect.async<void>((resume) => {
+      const attempt = () => {
+        if (this.closing) {
+          resume(Effect.void)
+          return true
+        }
+        if (this.queue.length >= this.capacity) return false
+        this.push(frame)
+        resume(Effect.void)
+        return true
+      }
+      if (attempt()) return
+      const waiter = () => {
+        if (!attempt()) this.waiters.push(waiter)
+      }
+      this.waiters.push(waiter)
+      return Effect.sync(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter)
+      })
+    })
   }
 
   close(code: CloseCode, reason: string) {
     if (this.closing) return
     this.closing = true
+    this.queue = []
+    this.wake()
     if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
       this.ws.close(code, reason)
     }
   }
 
-  /** Drains the outbox into the socket, waiting for each batch to reach the kernel (backpressure). */
-  readonly writer: Effect.Effect<never> = Effect.gen(this, function*() {
-    while (true) {
-      const batch = yield* Queue.takeBetween(this.outbox, 1, WRITE_BATCH)
-      const written = yield* Effect.async<boolean>((resume) => {
-        if (this.ws.readyState !== WebSocket.OPEN) return resume(Effect.succeed(false))
-        let last = 0
-        for (const frame of batch) {
-          last++
-          if (last < batch.length) this.ws.send(frame)
-          else this.ws.send(frame, (error) => resume(Effect.succeed(error === undefined || error === null)))
-        }
-      })
-      if (!written) return yield* Effect.never
-    }
-  })
+  /** Called when the socket has closed, whoever closed it. */
+  closed() {
+    this.closing = true
+    this.queue = []
+    this.wake()
+  }
+
+  private wake() {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const waiter of waiters) waiter()
+  }
+
+  private schedule() {
+    if (this.scheduled || this.writing) return
+    this.scheduled = true
+    queueMicrotask(this.flush)
+  }
+
+  private readonly flush = () => {
+    this.scheduled = false
+    if (this.writing || this.queue.length === 0 || this.closing) return
+    if (this.ws.readyState !== WebSocket.OPEN) return
+    const batch = this.queue
+    this.queue = []
+    this.writing = true
+    const socket = (this.ws as unknown as { _socket?: Socket })._socket
+    socket?.cork()
+    const last = batch.length - 1
+    for (let i = 0; i < last; i++) this.ws.send(batch[i]!, TEXT)
+    this.ws.send(batch[last]!, TEXT, this.written)
+    socket?.uncork()
+    this.wake()
+  }
+
+  private readonly written = (error?: Error | null) => {
+    this.writing = false
+    if (error !== undefined && error !== null) return
+    if (this.queue.length > 0) this.schedule()
+  }
 }

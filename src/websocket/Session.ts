@@ -4,13 +4,13 @@
  * time, in order. Every failure becomes an `error` frame; nothing a client
  * sends ends the process or the connection.
  */
-import { Cause, Clock, Deferred, Duration, Effect, Either, Option, Queue } from "effect"
+import { Cause, Clock, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Scope } from "effect"
 import type { WebSocket } from "ws"
 import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Threads } from "../database/Threads.ts"
-import { ErrorCode } from "../domain/Codes.ts"
+import { CloseCode, ErrorCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
 import { type ClientFrame, decodeFrame } from "../domain/Frames.ts"
 import * as Frames from "../domain/ServerFrames.ts"
@@ -23,21 +23,14 @@ export interface RawFrame {
   readonly binary: boolean
 }
 
-export interface SessionSocket {
-  readonly ws: WebSocket
-  readonly principal: Principal
-  /** Frames received so far and from now on, filled by the socket's listeners. */
-  readonly inbox: Queue.Queue<RawFrame>
-  /** Completed when the socket has closed. */
-  readonly closed: Deferred.Deferred<void>
-}
-
 export const makeSession = Effect.gen(function*() {
   const hub = yield* WebSocketHub
   const auth = yield* Auth
   const threads = yield* Threads
   const supervisor = yield* Supervisor
   const config = yield* AppConfig
+  // Frame handlers run here, so shutdown interrupts whatever is in flight.
+  const runFork = yield* FiberSet.makeRuntime<never>()
 
   const ensureJoined = (connection: Connection, threadId: string) =>
     connection.threads.has(threadId)
@@ -125,25 +118,55 @@ export const makeSession = Effect.gen(function*() {
     )
   }
 
-  /** Serves one upgraded socket until it closes; everything it acquired is released then. */
-  const serve = (socket: SessionSocket) =>
-    Effect.gen(function*() {
-      const connection = yield* hub.register(socket.ws, socket.principal)
-      const now = yield* Clock.currentTimeMillis
-      connection.push(Frames.welcome({
-        connectionId: connection.id,
-        userId: socket.principal.userId,
-        heartbeatMs: Duration.toMillis(config.heartbeat),
-        now: new Date(now)
-      }))
-      const loop = Queue.take(socket.inbox).pipe(
-        Effect.flatMap((raw) => handle(connection, raw)),
-        Effect.forever
-      )
-      yield* Effect.raceFirst(loop, Deferred.await(socket.closed)).pipe(
-        Effect.annotateLogs({ connection_id: connection.id, user_id: socket.principal.userId })
-      )
-    }).pipe(Effect.scoped)
+  /**
+   * Takes over an upgraded socket: registers its emitter in a scope of its own, sends `welcome`, and
+   * handles its frames in order until it closes, when the scope is released. Synchronous, so the
+   * socket's listeners are on before any frame can arrive; a fiber runs only while frames wait.
+   */
+  const open = (ws: WebSocket, principal: Principal) => {
+    const scope = Effect.runSync(Scope.make())
+    const connection = Effect.runSync(Scope.extend(hub.register(ws, principal), scope))
+    const inbox: Array<RawFrame> = []
+    // Set before the fiber starts, cleared by it in the same step that finds the inbox empty.
+    let processing = false
+    let current: Fiber.RuntimeFiber<void> | undefined
 
-  return { serve } as const
+    const drain: Effect.Effect<void> = Effect.suspend(() => {
+      const next = inbox.shift()
+      if (next === undefined) {
+        processing = false
+        return Effect.void
+      }
+      return Effect.zipRight(handle(connection, next), drain)
+    })
+
+    ws.on("message", (data, binary) => {
+      if (inbox.length >= config.inboxCapacity) {
+        return connection.close(CloseCode.PolicyViolation, "too many frames in flight")
+      }
+      inbox.push({ data: binary ? "" : data.toString(), binary })
+      if (!processing) {
+        processing = true
+        current = runFork(drain.pipe(Effect.annotateLogs({ connection_id: connection.id, user_id: principal.userId })))
+      }
+    })
+    ws.on("close", () => {
+      inbox.length = 0
+      const fiber = current
+      runFork(Effect.zipRight(
+        fiber === undefined ? Effect.void : Fiber.interrupt(fiber),
+        Scope.close(scope, Exit.void)
+      ))
+    })
+
+    connection.push(Frames.welcome({
+      connectionId: connection.id,
+      userId: principal.userId,
+      heartbeatMs: Duration.toMillis(config.heartbeat),
+      now: new Date(Effect.runSync(Clock.currentTimeMillis))
+    }))
+    return connection
+  }
+
+  return { open } as const
 })

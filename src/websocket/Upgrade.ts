@@ -4,16 +4,16 @@
  * refuses before upgrading, as plain HTTP with a JSON body: 401 for any
  * token problem, 503 while not ready. It never answers 500.
  */
-import { Deferred, Effect, FiberSet, Queue } from "effect"
+import { Effect, FiberSet } from "effect"
 import type { IncomingMessage } from "node:http"
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
-import { WebSocket, WebSocketServer } from "ws"
+import { type WebSocket, WebSocketServer } from "ws"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { CloseCode, RefusalCode } from "../domain/Codes.ts"
 import { Readiness } from "../http/Readiness.ts"
-import { makeSession, type RawFrame } from "./Session.ts"
+import { makeSession } from "./Session.ts"
 
 /** Writes an HTTP response on a socket that was never upgraded, then closes it. */
 export const refuse = (socket: Duplex, status: number, body: Record<string, string>) => {
@@ -64,30 +64,15 @@ export const makeUpgradeHandler = Effect.gen(function*() {
 
   const accept = (request: IncomingMessage, socket: Duplex, head: Buffer, principal: Principal) =>
     wss.handleUpgrade(request, socket, head, (ws) => {
-      // Listeners go on before anything asynchronous, so no frame can arrive unheard.
-      const inbox = Effect.runSync(Queue.bounded<RawFrame>(config.inboxCapacity))
-      const closed = Effect.runSync(Deferred.make<void>())
       sockets.add(ws)
-      ws.on("message", (data, binary) => {
-        const frame = { data: binary ? "" : data.toString(), binary }
-        if (!Queue.unsafeOffer(inbox, frame)) ws.close(CloseCode.PolicyViolation, "too many frames in flight")
-      })
       ws.on("error", () => {})
-      ws.on("close", () => {
-        sockets.delete(ws)
-        Deferred.unsafeDone(closed, Effect.void)
-      })
-      runFork(
-        session.serve({ ws, principal, inbox, closed }).pipe(
-          Effect.catchAllDefect((defect) =>
-            Effect.zipRight(
-              Effect.logError("connection failed", defect),
-              Effect.sync(() => ws.close(CloseCode.InternalError, "internal error"))
-            )
-          ),
-          Effect.ensuring(Effect.sync(() => ws.readyState === WebSocket.OPEN && ws.close(CloseCode.Normal)))
-        )
-      )
+      ws.on("close", () => sockets.delete(ws))
+      try {
+        session.open(ws, principal)
+      } catch (defect) {
+        runFork(Effect.logError("connection failed", defect))
+        ws.close(CloseCode.InternalError, "internal error")
+      }
     })
 
   const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) =>

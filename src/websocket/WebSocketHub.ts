@@ -11,6 +11,7 @@ import type { Principal } from "../auth/Auth.ts"
 import { Broker, type BrokerMessage } from "../broker/Broker.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Threads } from "../database/Threads.ts"
+import { CloseCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
 import { encodeEnvelope, type StoredEvent } from "../domain/Events.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
@@ -82,7 +83,7 @@ const make = Effect.gen(function*() {
         if (events.length === 0) break
         for (const event of events) {
           if (event.seq !== cursor.lastSeq + 1) break
-          yield* Queue.offer(connection.outbox, encodeEnvelope(event))
+          yield* connection.offer(encodeEnvelope(event))
           cursor.lastSeq = event.seq
         }
       }
@@ -129,17 +130,19 @@ const make = Effect.gen(function*() {
   const deliver = (message: BrokerMessage) => {
     const set = byThread.get(message.threadId)
     if (set === undefined) return
+    // Encoded once, the same bytes go to every connection.
+    let bytes: Buffer | undefined
     for (const connection of set) {
       const cursor = connection.threads.get(message.threadId)
       if (cursor === undefined) continue
       if (cursor.pending !== null) {
         if (cursor.pending.length >= config.outboxCapacity) {
-          connection.close(1013, "too far behind; reconnect and replay with after_seq")
+          connection.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
         } else {
           cursor.pending.push(message)
         }
       } else if (message.seq === cursor.lastSeq + 1) {
-        if (connection.push(message.payload)) cursor.lastSeq = message.seq
+        if (connection.push(bytes ??= Buffer.from(message.payload))) cursor.lastSeq = message.seq
       } else if (message.seq > cursor.lastSeq + 1) {
         cursor.pending = [message]
         runFork(FiberSet.run(repairs, settle(connection, message.threadId, cursor).pipe(Effect.ignoreLogged)))
@@ -173,29 +176,22 @@ const make = Effect.gen(function*() {
   )
 
   const register = (ws: WebSocket, principal: Principal) =>
-    Effect.gen(function*() {
-      const outbox = yield* Queue.bounded<string>(config.outboxCapacity)
-      const connection = yield* Effect.acquireRelease(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const connection = new Connection(ws, principal, config.outboxCapacity)
+        ws.on("pong", () => {
+          connection.missedPongs = 0
+        })
+        connections.add(connection)
+        return connection
+      }),
+      (connection) =>
         Effect.sync(() => {
-          const connection = new Connection(ws, principal, outbox)
-          ws.on("pong", () => {
-            connection.missedPongs = 0
-          })
-          connections.add(connection)
-          return connection
-        }),
-        (connection) =>
-          Effect.zipRight(
-            Effect.sync(() => {
-              connections.delete(connection)
-              for (const threadId of [...connection.threads.keys()]) unsubscribe(connection, threadId)
-            }),
-            Queue.shutdown(outbox)
-          )
-      )
-      yield* Effect.forkScoped(connection.writer)
-      return connection
-    })
+          connection.closed()
+          connections.delete(connection)
+          for (const threadId of [...connection.threads.keys()]) unsubscribe(connection, threadId)
+        })
+    )
 
   const join = (
     connection: Connection,
