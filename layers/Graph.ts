@@ -5,7 +5,7 @@
  */
 import type { PgClient } from "@effect/sql-pg"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Layer } from "effect"
+import { Clock, Effect, Layer } from "effect"
 import type { LanguageModel } from "../src/agents/LanguageModel.ts"
 import { SupervisorLive } from "../src/agents/Supervisor.ts"
 import { ToolDispatcherLive, type Tools } from "../src/agents/ToolDispatcher.ts"
@@ -27,15 +27,24 @@ export interface GraphLayers<E> {
   readonly tools: Layer.Layer<Tools, E, Threads | AppConfig>
 }
 
+/** Logs a component as it comes up, with how long it took, so a slow start names its culprit. */
+const timed = <A, E, R>(component: string, layer: Layer.Layer<A, E, R>): Layer.Layer<A, E, R> =>
+  Layer.unwrapEffect(
+    Effect.map(Clock.currentTimeMillis, (started) =>
+      Layer.tap(layer, () =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.logInfo(`${component} up`).pipe(Effect.annotateLogs({ component, startup_ms: now - started })))))
+  )
+
 /** Every component, without the HTTP server. */
 export const components = <E>(layers: GraphLayers<E>) =>
-  SupervisorLive.pipe(
-    Layer.provideMerge(Layer.mergeAll(WebSocketHubLive, layers.model)),
+  timed("supervisor", SupervisorLive).pipe(
+    Layer.provideMerge(Layer.mergeAll(timed("websocket", WebSocketHubLive), layers.model)),
     Layer.provideMerge(ToolDispatcherLive.pipe(Layer.provideMerge(layers.tools))),
-    Layer.provideMerge(layers.auth),
-    Layer.provideMerge(layers.broker),
+    Layer.provideMerge(timed("auth", layers.auth)),
+    Layer.provideMerge(timed("broker", layers.broker)),
     Layer.provideMerge(Threads.Default),
-    Layer.provideMerge(layers.database),
+    Layer.provideMerge(timed("database", layers.database)),
     Layer.provideMerge(ReadinessLive),
     Layer.provideMerge(layers.config)
   )
