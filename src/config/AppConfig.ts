@@ -4,6 +4,7 @@
  */
 import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted, Schedule } from "effect"
 import { StartupError } from "../domain/Errors.ts"
+import { MAX_CONTENT_CHARS, MAX_MEMBERS } from "../domain/Frames.ts"
 
 export type AppEnv = "development" | "staging" | "production"
 
@@ -31,9 +32,26 @@ export interface AppConfigShape {
   readonly heartbeat: Duration.Duration
   readonly outboxCapacity: number
   readonly inboxCapacity: number
+  readonly limits: Limits
   readonly toolTimeout: Duration.Duration
   readonly runTimeout: Duration.Duration
   readonly maxAgentSteps: number
+}
+
+/** Limits against abusive or broken clients; each is refused with a clear error, never silently. */
+export interface Limits {
+  /** Allowed `Origin` headers on `/ws`; empty allows any. */
+  readonly allowedOrigins: ReadonlyArray<string>
+  readonly connectionsPerUser: number
+  /** Sustained client frames per second per connection (token bucket)… */
+  readonly framesPerSecond: number
+  /** …and how many may come at once. */
+  readonly frameBurst: number
+  /** Rate-limited frames in a row after which the connection is closed with 1008. */
+  readonly floodThreshold: number
+  readonly threadsPerConnection: number
+  readonly messageChars: number
+  readonly membersPerThread: number
 }
 
 export class AppConfig extends Context.Tag("agent-chat/AppConfig")<AppConfig, AppConfigShape>() {}
@@ -94,6 +112,32 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   heartbeat: millis("WS_HEARTBEAT_MS", 25_000, "interval of WebSocket pings"),
   outboxCapacity: positiveInt("WS_OUTBOX_CAPACITY", 4096, "frames queued per connection before it is closed 1013"),
   inboxCapacity: positiveInt("WS_INBOX_CAPACITY", 256, "client frames queued per connection before it is closed 1008"),
+  limits: Config.all({
+    allowedOrigins: Config.string("WS_ALLOWED_ORIGINS").pipe(
+      Config.withDefault(""),
+      Config.map((list) => list.split(",").map((o) => o.trim()).filter((o) => o.length > 0)),
+      Config.withDescription("comma-separated Origin allow-list for /ws; empty allows any")
+    ),
+    connectionsPerUser: positiveInt("LIMIT_CONNECTIONS_PER_USER", 20, "open connections one user may hold"),
+    framesPerSecond: positiveInt("LIMIT_FRAMES_PER_SECOND", 20, "sustained client frames per second"),
+    frameBurst: positiveInt("LIMIT_FRAME_BURST", 40, "client frames allowed at once"),
+    floodThreshold: positiveInt("LIMIT_FLOOD_FRAMES", 50, "rate-limited frames in a row before closing 1008"),
+    threadsPerConnection: positiveInt("LIMIT_THREADS_PER_CONNECTION", 100, "threads one connection may join"),
+    messageChars: Config.integer("LIMIT_MESSAGE_CHARS").pipe(
+      Config.validate({
+        message: `LIMIT_MESSAGE_CHARS must be from 1 to ${MAX_CONTENT_CHARS}`,
+        validation: (n) => n >= 1 && n <= MAX_CONTENT_CHARS
+      }),
+      Config.withDefault(MAX_CONTENT_CHARS)
+    ),
+    membersPerThread: Config.integer("LIMIT_MEMBERS_PER_THREAD").pipe(
+      Config.validate({
+        message: `LIMIT_MEMBERS_PER_THREAD must be from 1 to ${MAX_MEMBERS + 1}`,
+        validation: (n) => n >= 1 && n <= MAX_MEMBERS + 1
+      }),
+      Config.withDefault(MAX_MEMBERS + 1)
+    )
+  }),
   toolTimeout: millis("TOOL_TIMEOUT_MS", 10_000, "longest a tool call may take"),
   runTimeout: millis("RUN_TIMEOUT_MS", 120_000, "longest an agent run may take"),
   maxAgentSteps: positiveInt("AGENT_MAX_STEPS", 8, "model calls per run before it stops")
@@ -142,6 +186,17 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
   heartbeat: Duration.seconds(25),
   outboxCapacity: 4096,
   inboxCapacity: 256,
+  // Generous, so suites that do not test limits are not slowed by them.
+  limits: {
+    allowedOrigins: [],
+    connectionsPerUser: 10_000,
+    framesPerSecond: 100_000,
+    frameBurst: 100_000,
+    floodThreshold: 100_000,
+    threadsPerConnection: 10_000,
+    messageChars: MAX_CONTENT_CHARS,
+    membersPerThread: MAX_MEMBERS + 1
+  },
   toolTimeout: Duration.seconds(10),
   runTimeout: Duration.seconds(120),
   maxAgentSteps: 8,

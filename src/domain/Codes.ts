@@ -37,6 +37,8 @@ export type RunErrorCode = typeof RunErrorCode[keyof typeof RunErrorCode]
 export const RefusalCode = {
   Unauthorized: { status: 401, error: "unauthorized" },
   Forbidden: { status: 403, error: "forbidden" },
+  /** An addition to PROTOCOL.md section 1: the user already holds as many connections as allowed. */
+  TooManyConnections: { status: 429, error: "rate_limited" },
   Unavailable: { status: 503, error: "unavailable" }
 } as const
 export type RefusalCode = typeof RefusalCode[keyof typeof RefusalCode]

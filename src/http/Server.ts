@@ -24,7 +24,8 @@ const listen = (server: Server, host: string, port: number) =>
     const onError = (cause: Error) =>
       resume(Effect.fail(new StartupError({ component: "http", reason: `cannot listen on ${host}:${port}`, cause })))
     server.once("error", onError)
-    server.listen(port, host, () => {
+    // A deep accept queue: a reconnect storm after a restart arrives all at once.
+    server.listen({ port, host, backlog: 4096 }, () => {
       server.off("error", onError)
       resume(Effect.succeed(server.address() as AddressInfo))
     })

@@ -36,6 +36,10 @@ export class Connection {
   readonly id = randomUUID()
   readonly threads = new Map<string, ThreadCursor>()
   missedPongs = 0
+  /** Token bucket of client frames, and how many frames in a row it has refused. */
+  tokens = Number.POSITIVE_INFINITY
+  refilledAt = 0
+  refusedInARow = 0
   private closing = false
   private queue: Array<Frame> = []
   private writing = false

@@ -29,14 +29,20 @@ export const makeSession = Effect.gen(function*() {
   const threads = yield* Threads
   const supervisor = yield* Supervisor
   const config = yield* AppConfig
+  const { limits } = config
   // Frame handlers run here, so shutdown interrupts whatever is in flight.
   const runFork = yield* FiberSet.makeRuntime<never>()
+
+  const withinThreadLimit = (connection: Connection, threadId: string) =>
+    connection.threads.has(threadId) || connection.threads.size < limits.threadsPerConnection
+      ? Effect.void
+      : Effect.fail(RequestError.forbidden(`a connection may join at most ${limits.threadsPerConnection} threads`))
 
   const ensureJoined = (connection: Connection, threadId: string) =>
     connection.threads.has(threadId)
       ? Effect.void
       : Effect.zipRight(
-        auth.authorizeThread(connection.principal, threadId),
+        Effect.zipRight(withinThreadLimit(connection, threadId), auth.authorizeThread(connection.principal, threadId)),
         hub.join(connection, threadId, Option.none(), () => {})
       )
 
@@ -49,6 +55,9 @@ export const makeSession = Effect.gen(function*() {
       case "ping":
         return Effect.sync(() => connection.push(Frames.pong(frame.id)))
       case "create_thread":
+        if (new Set([principal.userId, ...frame.members ?? []]).size > limits.membersPerThread) {
+          return Effect.fail(RequestError.invalid(`a thread has at most ${limits.membersPerThread} members`))
+        }
         return threads.create({
           createdBy: principal.userId,
           title: frame.title ?? null,
@@ -56,7 +65,10 @@ export const makeSession = Effect.gen(function*() {
         }).pipe(Effect.map((threadId) => connection.push(Frames.ack(frame.id, { thread_id: threadId }))))
       case "join_thread":
         return Effect.zipRight(
-          auth.authorizeThread(principal, frame.thread_id),
+          Effect.zipRight(
+            withinThreadLimit(connection, frame.thread_id),
+            auth.authorizeThread(principal, frame.thread_id)
+          ),
           hub.join(connection, frame.thread_id, Option.fromNullable(frame.after_seq), (head) => {
             connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head }))
           })
@@ -67,6 +79,9 @@ export const makeSession = Effect.gen(function*() {
           connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id }))
         })
       case "send_message":
+        if (frame.content.length > limits.messageChars) {
+          return Effect.fail(RequestError.invalid(`invalid field "content": at most ${limits.messageChars} characters`))
+        }
         return Effect.zipRight(
           ensureJoined(connection, frame.thread_id),
           supervisor.send(
@@ -84,7 +99,33 @@ export const makeSession = Effect.gen(function*() {
     }
   }
 
+  /** Takes a token from the connection's bucket; false when the client sends faster than allowed. */
+  const admit = (connection: Connection, now: number) => {
+    const elapsed = (now - connection.refilledAt) / 1000
+    connection.refilledAt = now
+    connection.tokens = Math.min(limits.frameBurst, connection.tokens + elapsed * limits.framesPerSecond)
+    if (connection.tokens >= 1) {
+      connection.tokens -= 1
+      connection.refusedInARow = 0
+      return true
+    }
+    connection.refusedInARow++
+    return false
+  }
+
   const handle = (connection: Connection, raw: RawFrame): Effect.Effect<void> => {
+    if (!admit(connection, Date.now())) {
+      if (connection.refusedInARow > limits.floodThreshold) {
+        return Effect.sync(() => connection.close(CloseCode.PolicyViolation, "flooding: too many frames"))
+      }
+      return Effect.sync(() =>
+        connection.push(Frames.error(
+          decodeFrame(raw.data).pipe(Either.match({ onLeft: (e) => e.ref, onRight: (f) => f.id })),
+          ErrorCode.RateLimited,
+          `at most ${limits.framesPerSecond} frames per second; slow down`
+        ))
+      )
+    }
     if (raw.binary) {
       return Effect.sync(() =>
         connection.push(

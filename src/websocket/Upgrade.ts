@@ -2,7 +2,8 @@
  * The `/ws` upgrade. It owns the `ws` server so the frame limit is enforced
  * by the socket layer before a frame is buffered (close 1009), and it
  * refuses before upgrading, as plain HTTP with a JSON body: 401 for any
- * token problem, 503 while not ready. It never answers 500.
+ * token problem, 403 for an origin not allowed, 429 past the connections a
+ * user may hold, 503 while not ready. It never answers 500.
  */
 import { Effect, FiberSet } from "effect"
 import type { IncomingMessage } from "node:http"
@@ -14,6 +15,7 @@ import { AppConfig } from "../config/AppConfig.ts"
 import { CloseCode, RefusalCode } from "../domain/Codes.ts"
 import { Readiness } from "../http/Readiness.ts"
 import { makeSession } from "./Session.ts"
+import { WebSocketHub } from "./WebSocketHub.ts"
 
 /** Writes an HTTP response on a socket that was never upgraded, then closes it. */
 export const refuse = (socket: Duplex, status: number, body: Record<string, string>) => {
@@ -46,6 +48,8 @@ export const makeUpgradeHandler = Effect.gen(function*() {
   const readiness = yield* Readiness
   const config = yield* AppConfig
   const session = yield* makeSession
+  const hub = yield* WebSocketHub
+  const allowedOrigins = new Set(config.limits.allowedOrigins)
   const runFork = yield* FiberSet.makeRuntime<never>()
   const sockets = new Set<WebSocket>()
   const wss = new WebSocketServer({
@@ -84,10 +88,21 @@ export const makeUpgradeHandler = Effect.gen(function*() {
       if ((yield* readiness.get) !== "ready") {
         return refusal(socket, RefusalCode.Unavailable, "the server is not ready; retry shortly")
       }
+      const origin = request.headers.origin
+      if (allowedOrigins.size > 0 && (origin === undefined || !allowedOrigins.has(origin))) {
+        return refusal(socket, RefusalCode.Forbidden, `origin ${origin ?? "(none)"} is not allowed`)
+      }
       const token = tokenOf(request, url)
       if (token === undefined) return refusal(socket, RefusalCode.Unauthorized, "missing access token")
       const principal = yield* auth.verify(token).pipe(Effect.either)
       if (principal._tag === "Left") return refusal(socket, RefusalCode.Unauthorized, principal.left.reason)
+      if (hub.connectionsOf(principal.right.userId) >= config.limits.connectionsPerUser) {
+        return refusal(
+          socket,
+          RefusalCode.TooManyConnections,
+          `at most ${config.limits.connectionsPerUser} connections per user`
+        )
+      }
       accept(request, socket, head, principal.right)
     }).pipe(
       Effect.catchAllCause((cause) =>

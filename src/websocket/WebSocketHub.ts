@@ -23,6 +23,7 @@ export interface HubStats {
   readonly connections: number
   readonly threads: number
   readonly subscriptions: number
+  readonly users: number
 }
 
 export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSocketHub, {
@@ -41,6 +42,8 @@ export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSock
   readonly leave: (connection: Connection, threadId: string) => Effect.Effect<boolean>
   /** Sends stored events to every node's connections that joined their thread. */
   readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void>
+  /** Connections the user holds on this node. */
+  readonly connectionsOf: (userId: string) => number
   readonly stats: Effect.Effect<HubStats>
   readonly health: Effect.Effect<ComponentHealth>
 }>() {}
@@ -52,6 +55,7 @@ const make = Effect.gen(function*() {
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
   const connections = new Set<Connection>()
+  const perUser = new Map<string, number>()
   const byThread = new Map<string, Set<Connection>>()
   // Catch-up fibers started from the delivery path; each ends with its connection.
   const repairs = yield* FiberSet.make<void, never>()
@@ -183,12 +187,16 @@ const make = Effect.gen(function*() {
           connection.missedPongs = 0
         })
         connections.add(connection)
+        perUser.set(principal.userId, (perUser.get(principal.userId) ?? 0) + 1)
         return connection
       }),
       (connection) =>
         Effect.sync(() => {
           connection.closed()
           connections.delete(connection)
+          const held = (perUser.get(connection.userId) ?? 1) - 1
+          if (held === 0) perUser.delete(connection.userId)
+          else perUser.set(connection.userId, held)
           for (const threadId of [...connection.threads.keys()]) unsubscribe(connection, threadId)
         })
     )
@@ -231,7 +239,7 @@ const make = Effect.gen(function*() {
   const stats = Effect.sync((): HubStats => {
     let subscriptions = 0
     for (const set of byThread.values()) subscriptions += set.size
-    return { connections: connections.size, threads: byThread.size, subscriptions }
+    return { connections: connections.size, threads: byThread.size, subscriptions, users: perUser.size }
   })
 
   return WebSocketHub.of({
@@ -239,6 +247,7 @@ const make = Effect.gen(function*() {
     join,
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
     publish,
+    connectionsOf: (userId) => perUser.get(userId) ?? 0,
     stats,
     health: Effect.map(stats, (s) => up({ connections: s.connections, threads: s.threads }))
   })
