@@ -108,6 +108,7 @@ const internal = (error: unknown) =>
 
 export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/", Effect.succeed(HttpServerResponse.html(page))),
+  HttpRouter.get("/favicon.ico", Effect.succeed(HttpServerResponse.empty({ status: 204 }))),
   HttpRouter.get("/health/live", Effect.succeed(json(200, { status: "ok" }))),
   HttpRouter.get("/health/ready", ready),
   HttpRouter.post("/api/dev/token", devToken),
