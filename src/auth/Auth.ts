@@ -11,7 +11,7 @@ import { RequestError } from "../domain/Errors.ts"
 
 export interface Principal {
   readonly userId: string
-  /** When the token stops being valid (epoch ms), if it has an `exp`. */
+  /** When the token stops being accepted (epoch ms: `exp` plus the allowed clock skew), if it has an `exp`. */
   readonly expiresAt: Option.Option<number>
 }
 
@@ -52,6 +52,7 @@ const make = (options: AuthOptions) =>
   Effect.gen(function*() {
     const threads = yield* Threads
     const key = new TextEncoder().encode(Redacted.value(options.secret))
+    const skewMillis = Duration.toMillis(options.clockSkew)
     const verifyOptions = {
       algorithms: ["HS256"],
       clockTolerance: Duration.toSeconds(options.clockSkew),
@@ -69,7 +70,7 @@ const make = (options: AuthOptions) =>
           typeof payload.sub === "string" && payload.sub.length > 0 && payload.sub.length <= 128
             ? Effect.succeed<Principal>({
               userId: payload.sub,
-              expiresAt: Option.map(Option.fromNullable(payload.exp), (exp) => exp * 1000)
+              expiresAt: Option.map(Option.fromNullable(payload.exp), (exp) => exp * 1000 + skewMillis)
             })
             : Effect.fail(new AuthError({ reason: "token \"sub\" must be a user id" }))
         ),

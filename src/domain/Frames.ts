@@ -49,7 +49,22 @@ export const CancelRun = Schema.Struct({
   run_id: Identifier
 })
 
-export const ClientFrame = Schema.Union(Ping, CreateThread, JoinThread, LeaveThread, SendMessage, CancelRun)
+/** An addition to protocol 1: replaces the connection's access token before it expires. */
+export const RefreshToken = Schema.Struct({
+  type: Schema.Literal("refresh_token"),
+  id: RequestId,
+  token: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(8192))
+})
+
+export const ClientFrame = Schema.Union(
+  Ping,
+  CreateThread,
+  JoinThread,
+  LeaveThread,
+  SendMessage,
+  CancelRun,
+  RefreshToken
+)
 export type ClientFrame = typeof ClientFrame.Type
 
 const byType: Record<string, Schema.Schema.AnyNoContext> = {
@@ -58,7 +73,8 @@ const byType: Record<string, Schema.Schema.AnyNoContext> = {
   join_thread: JoinThread,
   leave_thread: LeaveThread,
   send_message: SendMessage,
-  cancel_run: CancelRun
+  cancel_run: CancelRun,
+  refresh_token: RefreshToken
 }
 
 export interface FrameDecodeError {

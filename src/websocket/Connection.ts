@@ -40,6 +40,7 @@ export class Connection {
   tokens = Number.POSITIVE_INFINITY
   refilledAt = 0
   refusedInARow = 0
+  expiryTimer: ReturnType<typeof setTimeout> | undefined
   private closing = false
   private queue: Array<Frame> = []
   private writing = false
@@ -48,7 +49,8 @@ export class Connection {
 
   constructor(
     readonly ws: WebSocket,
-    readonly principal: Principal,
+    /** Replaced when the client refreshes its token. */
+    public principal: Principal,
     private readonly capacity: number
   ) {}
 
@@ -111,8 +113,26 @@ export class Connection {
     }
   }
 
+  /** Closes the connection with 4001 when its token expires; re-armed by a refresh. */
+  armExpiry(now: number) {
+    clearTimeout(this.expiryTimer)
+    this.expiryTimer = undefined
+    if (this.principal.expiresAt._tag === "None") return
+    // setTimeout cannot wait longer than 2^31 - 1 ms: a far expiry re-arms on the way.
+    const wait = Math.min(this.principal.expiresAt.value - now, 2 ** 31 - 1)
+    this.expiryTimer = setTimeout(() => {
+      if (this.principal.expiresAt._tag === "Some" && this.principal.expiresAt.value <= Date.now()) {
+        this.close(CloseCode.TokenExpired, "access token expired; reconnect with a fresh one")
+      } else {
+        this.armExpiry(Date.now())
+      }
+    }, Math.max(0, wait))
+    this.expiryTimer.unref?.()
+  }
+
   /** Called when the socket has closed, whoever closed it. */
   closed() {
+    clearTimeout(this.expiryTimer)
     this.closing = true
     this.queue = []
     this.wake()

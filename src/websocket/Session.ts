@@ -92,6 +92,22 @@ export const makeSession = Effect.gen(function*() {
               Effect.sync(() => connection.push(Frames.ack(frame.id, { message_id: ids.messageId, run_id: ids.runId })))
           )
         )
+      case "refresh_token":
+        return auth.verify(frame.token).pipe(
+          Effect.mapError((error) => RequestError.forbidden(`token refused: ${error.reason}`)),
+          Effect.flatMap((next) => {
+            if (next.userId !== principal.userId) {
+              return Effect.sync(() =>
+                connection.close(CloseCode.PolicyViolation, "a refreshed token must be for the same user")
+              )
+            }
+            return Effect.sync(() => {
+              connection.principal = next
+              connection.armExpiry(Date.now())
+              connection.push(Frames.ack(frame.id, {}))
+            })
+          })
+        )
       case "cancel_run":
         return supervisor.cancel(principal, frame.run_id).pipe(
           Effect.map(() => connection.push(Frames.ack(frame.id, { run_id: frame.run_id })))
@@ -200,6 +216,7 @@ export const makeSession = Effect.gen(function*() {
       ))
     })
 
+    connection.armExpiry(Date.now())
     connection.push(Frames.welcome({
       connectionId: connection.id,
       userId: principal.userId,

@@ -1,5 +1,5 @@
 import { expect, layer } from "@effect/vitest"
-import { Effect, Option } from "effect"
+import { Duration, Effect, Option } from "effect"
 import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
 import { Readiness } from "../../src/http/Readiness.ts"
 import { service, TestServer, withServer } from "../utils/TestServer.ts"
@@ -107,3 +107,40 @@ layer(
       }
     }))
 })
+
+layer(TestServer.layer({ config: { jwtClockSkew: Duration.zero } }), { excludeTestServices: true, timeout: 60_000 })(
+  "token lifetime on an open connection",
+  (it) => {
+    it.effect("closes with 4001 when the token expires", () =>
+      withServer(async (server) => {
+        const client = await ChatClient.connect(server.wsUrl, { token: await sign("tess", { expiresIn: 1 }) })
+        await client.waitFor((f) => f.type === "welcome")
+        const close = await client.waitClose(10_000)
+        expect(close.code).toBe(4001)
+      }))
+
+    it.effect("keeps a connection whose client refreshed its token in time", () =>
+      withServer(async (server) => {
+        const client = await ChatClient.connect(server.wsUrl, { token: await sign("tess", { expiresIn: 1 }) })
+        await client.waitFor((f) => f.type === "welcome")
+        expect(await client.request({ type: "refresh_token", token: await sign("tess", { expiresIn: 3600 }) }))
+          .toMatchObject({ type: "ack" })
+        // Past the first token's expiry, the connection still answers.
+        await new Promise((resolve) => setTimeout(resolve, 1_500))
+        client.send({ type: "ping", id: "after-expiry" })
+        await client.waitFor((f) => f.type === "pong" && f.ref === "after-expiry")
+        expect(client.closed).toBeUndefined()
+      }))
+
+    it.effect("refuses a bad refresh token, and closes with 1008 on a token for another user", () =>
+      withServer(async (server) => {
+        const client = await server.connect("tess")
+        const bad = client.request({ type: "refresh_token", token: "garbage" })
+        await expect(bad).rejects.toThrow(/forbidden: token refused/)
+        const expired = client.request({ type: "refresh_token", token: await sign("tess", { expiresIn: -10 }) })
+        await expect(expired).rejects.toThrow(/forbidden: token refused: token expired/)
+        client.send({ type: "refresh_token", id: "other", token: await sign("mallory") })
+        expect((await client.waitClose()).code).toBe(1008)
+      }))
+  }
+)
