@@ -28,15 +28,24 @@ const database = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
 const auth = Layer.unwrapEffect(Effect.gen(function*() {
   const config = yield* AppConfig
   const development = config.env === "development"
-  const secret = Option.isSome(config.jwtSecret) ? config.jwtSecret.value : yield* loadOrCreateDevSecret(config.dataDir)
+  // Development always has a secret, for its dev tokens; elsewhere only a configured one counts.
+  const secret = Option.isSome(config.jwtSecret)
+    ? Option.some(config.jwtSecret.value)
+    : development
+    ? Option.some(yield* loadOrCreateDevSecret(config.dataDir))
+    : Option.none()
   const options: AuthOptions = {
-    secret,
+    ...Option.match(secret, { onNone: () => ({}), onSome: (secret) => ({ secret }) }),
+    ...Option.match(config.jwtPublicKey, { onNone: () => ({}), onSome: (publicKey) => ({ publicKey }) }),
+    ...Option.match(config.jwtJwksUrl, { onNone: () => ({}), onSome: (jwksUrl) => ({ jwksUrl }) }),
     issuer: config.jwtIssuer,
     audience: config.jwtAudience,
     clockSkew: config.jwtClockSkew,
     requireExpiry: !development
   }
-  return development ? Layer.merge(AuthLive(options), DevTokensLive(options)) : AuthLive(options)
+  return development && Option.isSome(secret)
+    ? Layer.merge(AuthLive(options), DevTokensLive({ ...options, secret: secret.value }))
+    : AuthLive(options)
 }))
 
 const logger = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>

@@ -3,11 +3,12 @@
  * whether a principal may see a thread. Unknown and forbidden threads look
  * the same to the caller, so existence does not leak.
  */
-import { Context, Data, Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Context, Data, Duration, Effect, Layer, Option } from "effect"
 import { errors as JoseErrors, jwtVerify } from "jose"
 import { Threads } from "../database/Threads.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
-import { RequestError } from "../domain/Errors.ts"
+import { RequestError, type StartupError } from "../domain/Errors.ts"
+import { type KeyOptions, makeKeyResolver } from "./Keys.ts"
 
 export interface Principal {
   readonly userId: string
@@ -15,10 +16,13 @@ export interface Principal {
   readonly expiresAt: Option.Option<number>
 }
 
-export class AuthError extends Data.TaggedError("AuthError")<{ readonly reason: string }> {}
+export class AuthError extends Data.TaggedError("AuthError")<{
+  readonly reason: string
+  /** The token could not be checked (the key set is unreachable): not the client's fault. */
+  readonly unavailable?: boolean
+}> {}
 
-export interface AuthOptions {
-  readonly secret: Redacted.Redacted
+export interface AuthOptions extends KeyOptions {
   readonly issuer: Option.Option<string>
   readonly audience: Option.Option<string>
   readonly clockSkew: Duration.Duration
@@ -33,6 +37,8 @@ export class Auth extends Context.Tag("agent-chat/Auth")<Auth, {
     principal: Principal,
     threadId: string
   ) => Effect.Effect<void, RequestError | DatabaseError>
+  /** The token algorithms accepted, for readiness reports. */
+  readonly algorithms: ReadonlyArray<string>
 }>() {}
 
 const describeJoseError = (error: unknown): string => {
@@ -44,6 +50,8 @@ const describeJoseError = (error: unknown): string => {
   }
   if (error instanceof JoseErrors.JWSSignatureVerificationFailed) return "bad token signature"
   if (error instanceof JoseErrors.JOSEAlgNotAllowed) return "token algorithm not allowed"
+  if (error instanceof JoseErrors.JWKSNoMatchingKey) return "no key matches the token's kid"
+  if (error instanceof JoseErrors.JWKSMultipleMatchingKeys) return "several keys match the token's kid"
   if (error instanceof JoseErrors.JWSInvalid || error instanceof JoseErrors.JWTInvalid) return "malformed token"
   return "invalid token"
 }
@@ -51,10 +59,10 @@ const describeJoseError = (error: unknown): string => {
 const make = (options: AuthOptions) =>
   Effect.gen(function*() {
     const threads = yield* Threads
-    const key = new TextEncoder().encode(Redacted.value(options.secret))
+    const keys = yield* makeKeyResolver(options)
     const skewMillis = Duration.toMillis(options.clockSkew)
     const verifyOptions = {
-      algorithms: ["HS256"],
+      algorithms: [...keys.algorithms],
       clockTolerance: Duration.toSeconds(options.clockSkew),
       requiredClaims: options.requireExpiry ? ["exp", "sub"] : ["sub"],
       ...Option.match(options.issuer, { onNone: () => ({}), onSome: (issuer) => ({ issuer }) }),
@@ -63,8 +71,12 @@ const make = (options: AuthOptions) =>
 
     const verify = (token: string) =>
       Effect.tryPromise({
-        try: () => jwtVerify(token, key, verifyOptions),
-        catch: (error) => new AuthError({ reason: describeJoseError(error) })
+        try: () => jwtVerify(token, keys.getKey, verifyOptions),
+        catch: (error) =>
+          error instanceof JoseErrors.JWKSTimeout || error instanceof JoseErrors.JWKSInvalid ||
+            (error instanceof Error && error.name === "TypeError")
+            ? new AuthError({ reason: "the token key set is unavailable", unavailable: true })
+            : new AuthError({ reason: describeJoseError(error) })
       }).pipe(
         Effect.flatMap(({ payload }) =>
           typeof payload.sub === "string" && payload.sub.length > 0 && payload.sub.length <= 128
@@ -83,7 +95,8 @@ const make = (options: AuthOptions) =>
         Effect.withSpan("Auth.authorizeThread")
       )
 
-    return Auth.of({ verify, authorizeThread })
+    return Auth.of({ verify, authorizeThread, algorithms: keys.algorithms })
   })
 
-export const AuthLive = (options: AuthOptions): Layer.Layer<Auth, never, Threads> => Layer.effect(Auth, make(options))
+export const AuthLive = (options: AuthOptions): Layer.Layer<Auth, StartupError, Threads> =>
+  Layer.effect(Auth, make(options))

@@ -11,8 +11,12 @@ export class DevTokens extends Context.Tag("agent-chat/DevTokens")<DevTokens, {
 }>() {}
 
 /** Signs a token the given Auth options accept. */
+export interface DevTokenOptions extends Pick<AuthOptions, "issuer" | "audience"> {
+  readonly secret: Redacted.Redacted
+}
+
 export const signToken = (
-  options: Pick<AuthOptions, "secret" | "issuer" | "audience">,
+  options: DevTokenOptions,
   userId: string,
   ttlSeconds = 12 * 3600
 ) =>
@@ -27,5 +31,5 @@ export const signToken = (
     return jwt.sign(new TextEncoder().encode(Redacted.value(options.secret)))
   })
 
-export const DevTokensLive = (options: AuthOptions): Layer.Layer<DevTokens> =>
+export const DevTokensLive = (options: DevTokenOptions): Layer.Layer<DevTokens> =>
   Layer.succeed(DevTokens, DevTokens.of({ issue: (userId) => signToken(options, userId) }))

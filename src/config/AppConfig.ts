@@ -24,6 +24,8 @@ export interface AppConfigShape {
   readonly databaseUrl: Option.Option<Redacted.Redacted>
   readonly databasePoolSize: number
   readonly jwtSecret: Option.Option<Redacted.Redacted>
+  readonly jwtPublicKey: Option.Option<string>
+  readonly jwtJwksUrl: Option.Option<URL>
   readonly jwtIssuer: Option.Option<string>
   readonly jwtAudience: Option.Option<string>
   readonly jwtClockSkew: Duration.Duration
@@ -97,6 +99,10 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   databaseUrl: optionalSecret("DATABASE_URL", "PostgreSQL URL; required in production and staging"),
   databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10, "connections in the database pool"),
   jwtSecret: optionalSecret("JWT_SECRET", "HS256 secret for access tokens; required in production and staging"),
+  jwtPublicKey: optionalString("JWT_PUBLIC_KEY", "PEM public key (RSA for RS256, P-256 for ES256) of access tokens"),
+  jwtJwksUrl: Config.option(Config.url("JWT_JWKS_URL")).pipe(
+    Config.withDescription("JWKS URL of the token issuer; keys are cached and rotated by kid")
+  ),
   jwtIssuer: optionalString("JWT_ISSUER", "required `iss` of access tokens"),
   jwtAudience: optionalString("JWT_AUDIENCE", "required `aud` of access tokens"),
   jwtClockSkew: Config.map(
@@ -148,7 +154,9 @@ export const validate = (config: AppConfigShape): Either.Either<AppConfigShape, 
   if (config.env === "development") return Either.right(config)
   const missing: Array<string> = []
   if (Option.isNone(config.databaseUrl)) missing.push("DATABASE_URL")
-  if (Option.isNone(config.jwtSecret)) missing.push("JWT_SECRET")
+  if (Option.isNone(config.jwtSecret) && Option.isNone(config.jwtPublicKey) && Option.isNone(config.jwtJwksUrl)) {
+    missing.push("JWT_SECRET (or JWT_PUBLIC_KEY or JWT_JWKS_URL)")
+  }
   return missing.length === 0 ? Either.right(config) : Either.left(
     new StartupError({
       component: "config",
@@ -178,6 +186,8 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
   databaseUrl: Option.none(),
   databasePoolSize: 4,
   jwtSecret: Option.some(Redacted.make("test-secret-0123456789-abcdefghij")),
+  jwtPublicKey: Option.none(),
+  jwtJwksUrl: Option.none(),
   jwtIssuer: Option.none(),
   jwtAudience: Option.none(),
   jwtClockSkew: Duration.seconds(5),

@@ -33,7 +33,7 @@ const ready = Effect.gen(function*() {
   const components: Record<string, ComponentHealth> = {
     database,
     broker: yield* broker.health,
-    auth: up({ algorithms: ["HS256"] }),
+    auth: up({ algorithms: (yield* Auth).algorithms }),
     websocket: yield* hub.health,
     supervisor: yield* supervisor.health
   }
@@ -51,7 +51,11 @@ const authenticated = <A, E, R>(
     const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")
     if (match === null) return failure(401, "unauthorized", "missing bearer token")
     const principal = yield* (yield* Auth).verify(match[1]!).pipe(Effect.either)
-    if (principal._tag === "Left") return failure(401, "unauthorized", principal.left.reason)
+    if (principal._tag === "Left") {
+      return principal.left.unavailable === true
+        ? failure(503, "unavailable", principal.left.reason)
+        : failure(401, "unauthorized", principal.left.reason)
+    }
     return yield* handler(principal.right)
   })
 

@@ -95,7 +95,10 @@ export const makeUpgradeHandler = Effect.gen(function*() {
       const token = tokenOf(request, url)
       if (token === undefined) return refusal(socket, RefusalCode.Unauthorized, "missing access token")
       const principal = yield* auth.verify(token).pipe(Effect.either)
-      if (principal._tag === "Left") return refusal(socket, RefusalCode.Unauthorized, principal.left.reason)
+      if (principal._tag === "Left") {
+        const code = principal.left.unavailable === true ? RefusalCode.Unavailable : RefusalCode.Unauthorized
+        return refusal(socket, code, principal.left.reason)
+      }
       if (hub.connectionsOf(principal.right.userId) >= config.limits.connectionsPerUser) {
         return refusal(
           socket,

@@ -20,6 +20,8 @@ import { sign } from "./tokens.ts"
 export interface TestServerOptions {
   readonly config?: Partial<AppConfigShape>
   readonly model?: Layer.Layer<LanguageModel>
+  /** Keys besides the test secret (a PEM public key, a JWKS URL), or no secret at all. */
+  readonly auth?: Partial<AuthOptions>
   /** Provide the dev-token issuer, as development mode does (default true). */
   readonly devTokens?: boolean
 }
@@ -37,12 +39,14 @@ export interface TestServerShape {
 export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestServerShape>() {
   static layer(options: TestServerOptions = {}): Layer.Layer<TestServer, unknown> {
     const config = makeTestConfig(options.config)
+    const secret = Option.getOrThrow(config.jwtSecret)
     const authOptions: AuthOptions = {
-      secret: Option.getOrThrow(config.jwtSecret),
+      secret,
       issuer: config.jwtIssuer,
       audience: config.jwtAudience,
       clockSkew: config.jwtClockSkew,
-      requireExpiry: false
+      requireExpiry: false,
+      ...options.auth
     }
     const graph = serverGraph({
       config: AppConfigTest(options.config),
@@ -50,7 +54,7 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
       broker: BrokerInProcess,
       auth: options.devTokens === false
         ? AuthLive(authOptions)
-        : Layer.merge(AuthLive(authOptions), DevTokensLive(authOptions)),
+        : Layer.merge(AuthLive(authOptions), DevTokensLive({ ...authOptions, secret })),
       model: options.model ?? BuiltinModelLive,
       tools: BuiltinToolsLive
     }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)))
