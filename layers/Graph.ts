@@ -5,7 +5,7 @@
  */
 import type { PgClient } from "@effect/sql-pg"
 import type * as SqlClient from "@effect/sql/SqlClient"
-import { Clock, Effect, Layer } from "effect"
+import { Clock, Effect, Layer, Metric } from "effect"
 import type { LanguageModel } from "../src/agents/LanguageModel.ts"
 import { SupervisorLive } from "../src/agents/Supervisor.ts"
 import { ToolDispatcherLive, type Tools } from "../src/agents/ToolDispatcher.ts"
@@ -15,6 +15,7 @@ import type { AppConfig } from "../src/config/AppConfig.ts"
 import { Threads } from "../src/database/Threads.ts"
 import { ReadinessLive } from "../src/http/Readiness.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
+import * as Metrics from "../src/metrics/Metrics.ts"
 import { WebSocketHubLive } from "../src/websocket/WebSocketHub.ts"
 
 export interface GraphLayers<E> {
@@ -33,7 +34,10 @@ const timed = <A, E, R>(component: string, layer: Layer.Layer<A, E, R>): Layer.L
     Effect.map(Clock.currentTimeMillis, (started) =>
       Layer.tap(layer, () =>
         Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.logInfo(`${component} up`).pipe(Effect.annotateLogs({ component, startup_ms: now - started })))))
+          Effect.zipRight(
+            Metric.set(Metric.tagged(Metrics.startupSeconds, "component", component), (now - started) / 1000),
+            Effect.logInfo(`${component} up`).pipe(Effect.annotateLogs({ component, startup_ms: now - started }))
+          ))))
   )
 
 /** Every component, without the HTTP server. */

@@ -4,7 +4,7 @@
  * does not stop it, `cancel_run` from any member does. Every run ends with
  * exactly one terminal event, written in the transaction that ends the run.
  */
-import { Cause, Context, Deferred, Effect, Exit, Fiber, Layer, Option } from "effect"
+import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Option } from "effect"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { type RunStatus, Threads } from "../database/Threads.ts"
@@ -12,6 +12,7 @@ import { RunErrorCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError, StartupError } from "../domain/Errors.ts"
 import { draft, type EventDraft } from "../domain/Events.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import { WebSocketHub } from "../websocket/WebSocketHub.ts"
 import { makeAgentLoop, type RunFailure } from "./AgentLoop.ts"
 import { LanguageModel } from "./LanguageModel.ts"
@@ -112,9 +113,17 @@ const make = Effect.gen(function*() {
   const start = (threadId: string, runId: string, messageId: string, latch: Deferred.Deferred<void>) =>
     Effect.gen(function*() {
       const outcome = yield* Deferred.make<Option.Option<RunStatus>>()
+      const startedAt = yield* Clock.currentTimeMillis
+      yield* Metric.increment(Metric.tagged(Metrics.runs, "outcome", "started"))
       const record = (exit: Exit.Exit<{ response: string; duration_ms: number }, RunFailure>) => {
         const terminal = terminalOf(runId, exit)
+        const measured = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.zipRight(
+            Metric.increment(Metric.tagged(Metrics.runs, "outcome", terminal.status)),
+            Metric.update(Metrics.runDuration, (now - startedAt) / 1000)
+          ))
         return finish(threadId, runId, terminal).pipe(
+          Effect.zipLeft(measured),
           Effect.map((ended) => ended ? Option.some(terminal.status) : Option.none()),
           Effect.tapErrorCause((cause) => Effect.logError("could not store the end of a run", cause)),
           Effect.orElseSucceed(() => Option.none<RunStatus>()),

@@ -4,10 +4,11 @@
  * duration and the output or the error, even when the tool fails, times
  * out or the run is cancelled mid-call. A failing tool never fails the run.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Layer } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import { draft, type EventDraft } from "../domain/Events.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import type { ToolCall, ToolSpec } from "./LanguageModel.ts"
 import type { Tool, ToolContext } from "./Tool.ts"
 
@@ -60,6 +61,7 @@ const make = Effect.gen(function*() {
         const started = yield* Clock.currentTimeMillis
         const exit = yield* Effect.exit(restore(runTool(call, run.context)))
         const duration_ms = (yield* Clock.currentTimeMillis) - started
+        yield* Metric.update(Metric.tagged(Metrics.toolDuration, "tool", call.name), duration_ms / 1000)
         const outcome: ToolOutcome = Exit.isSuccess(exit)
           ? { ok: true, output: exit.value }
           : { ok: false, error: errorText(exit.cause) }

@@ -3,7 +3,7 @@
  * threads API and the web page. `/ws` upgrades are handled beside them.
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Metric, Option, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
@@ -13,6 +13,7 @@ import * as Database from "../database/Database.ts"
 import { Threads } from "../database/Threads.ts"
 import { encodeEnvelope } from "../domain/Events.ts"
 import { type ComponentHealth, down, up } from "../domain/Health.ts"
+import { PrometheusText } from "../metrics/Prometheus.ts"
 import { WebSocketHub } from "../websocket/WebSocketHub.ts"
 import { Readiness } from "./Readiness.ts"
 
@@ -40,6 +41,40 @@ const ready = Effect.gen(function*() {
   const allUp = Object.values(components).every((c) => c.status === "up")
   const status = state !== "ready" ? state : allUp ? "ready" : "degraded"
   return json(status === "ready" ? 200 : 503, { status, components })
+})
+
+const metrics = Effect.gen(function*() {
+  const hub = yield* WebSocketHub
+  const stats = yield* hub.stats
+  const counters = hub.counters
+  const databaseUp = yield* Database.ping.pipe(Effect.as(1), Effect.orElseSucceed(() => 0))
+  const brokerUp = (yield* (yield* Broker).health).status === "up" ? 1 : 0
+  const text = new PrometheusText()
+    .describe("agentchat_component_up", "gauge", "1 when the component answers its health check, else 0")
+    .sample("agentchat_component_up", databaseUp, { component: "database" })
+    .sample("agentchat_component_up", brokerUp, { component: "broker" })
+    .describe("agentchat_connections_open", "gauge", "open WebSocket connections")
+    .sample("agentchat_connections_open", stats.connections)
+    .describe("agentchat_thread_joins", "gauge", "threads joined, summed over connections")
+    .sample("agentchat_thread_joins", stats.subscriptions)
+    .describe("agentchat_connections_total", "counter", "WebSocket connections accepted")
+    .sample("agentchat_connections_total", counters.connects)
+    .describe("agentchat_frames_in_total", "counter", "frames received from clients")
+    .sample("agentchat_frames_in_total", counters.framesIn)
+    .describe("agentchat_frames_out_total", "counter", "frames written to clients")
+    .sample("agentchat_frames_out_total", counters.framesOut)
+    .describe("agentchat_events_delivered_total", "counter", "live events queued to connections")
+    .sample("agentchat_events_delivered_total", counters.eventsDelivered)
+    .describe("agentchat_events_dropped_total", "counter", "frames discarded with a slow consumer (it replays them)")
+    .sample("agentchat_events_dropped_total", counters.eventsDropped)
+    .describe("agentchat_slow_consumer_closes_total", "counter", "connections closed with 1013")
+    .sample("agentchat_slow_consumer_closes_total", counters.slowConsumerCloses)
+    .describe("agentchat_outbox_depth", "histogram", "frames a connection's outbox held when flushed")
+    .buckets("agentchat_outbox_depth", counters.outboxDepth)
+    .describe("agentchat_runs_active", "gauge", "agent runs in progress on this node")
+    .sample("agentchat_runs_active", yield* (yield* Supervisor).activeRuns)
+    .effectMetrics(yield* Metric.snapshot, "agentchat_")
+  return HttpServerResponse.text(text.toString(), { contentType: "text/plain; version=0.0.4; charset=utf-8" })
 })
 
 /** The caller's principal from `Authorization: Bearer …`, or a 401 response. */
@@ -115,6 +150,7 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/favicon.ico", Effect.succeed(HttpServerResponse.empty({ status: 204 }))),
   HttpRouter.get("/health/live", Effect.succeed(json(200, { status: "ok" }))),
   HttpRouter.get("/health/ready", ready),
+  HttpRouter.get("/metrics", metrics),
   HttpRouter.post("/api/dev/token", devToken),
   HttpRouter.get("/api/threads", listThreads),
   HttpRouter.get("/api/threads/:thread_id/events", threadEvents),

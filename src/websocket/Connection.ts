@@ -18,6 +18,7 @@ import { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
 import type { BrokerMessage } from "../broker/Broker.ts"
 import { CloseCode } from "../domain/Codes.ts"
+import type { HubCounters } from "../metrics/Metrics.ts"
 
 /** Where a connection is in a thread's event stream. */
 export interface ThreadCursor {
@@ -51,7 +52,8 @@ export class Connection {
     readonly ws: WebSocket,
     /** Replaced when the client refreshes its token. */
     public principal: Principal,
-    private readonly capacity: number
+    private readonly capacity: number,
+    private readonly counters: HubCounters
   ) {}
 
   get userId() {
@@ -71,6 +73,8 @@ export class Connection {
   push(frame: Frame): boolean {
     if (this.closing) return false
     if (this.queue.length >= this.capacity) {
+      this.counters.slowConsumerCloses++
+      this.counters.eventsDropped += this.queue.length + 1
       this.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
       return false
     }
@@ -157,6 +161,8 @@ export class Connection {
     const batch = this.queue
     this.queue = []
     this.writing = true
+    this.counters.framesOut += batch.length
+    this.counters.outboxDepth.observe(batch.length)
     const socket = (this.ws as unknown as { _socket?: Socket })._socket
     socket?.cork()
     const last = batch.length - 1

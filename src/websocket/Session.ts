@@ -198,6 +198,7 @@ export const makeSession = Effect.gen(function*() {
     })
 
     ws.on("message", (data, binary) => {
+      hub.counters.framesIn++
       if (inbox.length >= config.inboxCapacity) {
         return connection.close(CloseCode.PolicyViolation, "too many frames in flight")
       }

@@ -5,7 +5,7 @@
  * token problem, 403 for an origin not allowed, 429 past the connections a
  * user may hold, 503 while not ready. It never answers 500.
  */
-import { Effect, FiberSet } from "effect"
+import { Effect, FiberSet, Metric } from "effect"
 import type { IncomingMessage } from "node:http"
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
@@ -14,6 +14,7 @@ import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { CloseCode, RefusalCode } from "../domain/Codes.ts"
 import { Readiness } from "../http/Readiness.ts"
+import * as Metrics from "../metrics/Metrics.ts"
 import { makeSession } from "./Session.ts"
 import { WebSocketHub } from "./WebSocketHub.ts"
 
@@ -30,8 +31,10 @@ export const refuse = (socket: Duplex, status: number, body: Record<string, stri
   )
 }
 
-const refusal = (socket: Duplex, code: RefusalCode, reason: string) =>
+const refusal = (socket: Duplex, code: RefusalCode, reason: string) => {
+  Metric.tagged(Metrics.upgradeRefusals, "reason", code.error).unsafeUpdate(1, [])
   refuse(socket, code.status, { error: code.error, reason })
+}
 
 /** The token from `Authorization: Bearer …`, else from `?token=`. */
 export const tokenOf = (request: IncomingMessage, url: URL): string | undefined => {

@@ -15,6 +15,7 @@ import { CloseCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
 import { encodeEnvelope, type StoredEvent } from "../domain/Events.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
+import { HubCounters } from "../metrics/Metrics.ts"
 import { Connection, type ThreadCursor } from "./Connection.ts"
 
 const REPLAY_PAGE = 1000
@@ -45,6 +46,8 @@ export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSock
   /** Connections the user holds on this node. */
   readonly connectionsOf: (userId: string) => number
   readonly stats: Effect.Effect<HubStats>
+  /** Hot-path counts, read by `/metrics`. */
+  readonly counters: HubCounters
   readonly health: Effect.Effect<ComponentHealth>
 }>() {}
 
@@ -56,6 +59,7 @@ const make = Effect.gen(function*() {
   const runFork = Runtime.runFork(runtime)
   const connections = new Set<Connection>()
   const perUser = new Map<string, number>()
+  const counters = new HubCounters()
   const byThread = new Map<string, Set<Connection>>()
   // Catch-up fibers started from the delivery path; each ends with its connection.
   const repairs = yield* FiberSet.make<void, never>()
@@ -141,12 +145,17 @@ const make = Effect.gen(function*() {
       if (cursor === undefined) continue
       if (cursor.pending !== null) {
         if (cursor.pending.length >= config.outboxCapacity) {
+          counters.slowConsumerCloses++
+          counters.eventsDropped++
           connection.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
         } else {
           cursor.pending.push(message)
         }
       } else if (message.seq === cursor.lastSeq + 1) {
-        if (connection.push(bytes ??= Buffer.from(message.payload))) cursor.lastSeq = message.seq
+        if (connection.push(bytes ??= Buffer.from(message.payload))) {
+          cursor.lastSeq = message.seq
+          counters.eventsDelivered++
+        }
       } else if (message.seq > cursor.lastSeq + 1) {
         cursor.pending = [message]
         runFork(FiberSet.run(repairs, settle(connection, message.threadId, cursor).pipe(Effect.ignoreLogged)))
@@ -182,7 +191,8 @@ const make = Effect.gen(function*() {
   const register = (ws: WebSocket, principal: Principal) =>
     Effect.acquireRelease(
       Effect.sync(() => {
-        const connection = new Connection(ws, principal, config.outboxCapacity)
+        const connection = new Connection(ws, principal, config.outboxCapacity, counters)
+        counters.connects++
         ws.on("pong", () => {
           connection.missedPongs = 0
         })
@@ -248,6 +258,7 @@ const make = Effect.gen(function*() {
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
     publish,
     connectionsOf: (userId) => perUser.get(userId) ?? 0,
+    counters,
     stats,
     health: Effect.map(stats, (s) => up({ connections: s.connections, threads: s.threads }))
   })
