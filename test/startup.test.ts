@@ -108,13 +108,13 @@ describe("the server process", () => {
   )
 
   it.live(
-    "starts in development with no service, serves a chat, and exits 0 on SIGTERM",
+    "starts in development with no service, serves a chat, and on SIGTERM ends runs, closes 1001, exits 0",
     () =>
       Effect.promise(async () => {
         const dataDir = mkdtempSync(join(tmpdir(), "agent-chat-dev-"))
         try {
           const port = await freePort()
-          const server = startMain({ PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir })
+          const server = startMain({ PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: "0" })
           await waitForStatus(`http://127.0.0.1:${port}/health/ready`, 200, 60_000)
           const { token } = await (await fetch(`http://127.0.0.1:${port}/api/dev/token`, {
             method: "POST",
@@ -125,10 +125,34 @@ describe("the server process", () => {
           const sent = await client.request({ type: "send_message", thread_id, content: "what is 2 ^ 10" })
           const terminal = await client.waitRunEnd(sent.run_id)
           expect(terminal.data.response).toContain("1024")
+
+          // SIGTERM right behind a message: with no grace, its run is cancelled or has just finished;
+          // either way the client gets its terminal event before 1001, and the log keeps it.
+          const late = await client.request({ type: "send_message", thread_id, content: "what is 3 ^ 4" })
           server.child.kill("SIGTERM")
-          const [exited, close] = await Promise.all([server.exited, client.waitClose()])
+          const [exited, close, lateEnd] = await Promise.all([
+            server.exited,
+            client.waitClose(),
+            client.waitRunEnd(late.run_id)
+          ])
+          expect(["agent_completed", "agent_error"]).toContain(lateEnd.event_type)
           expect(close.code).toBe(1001)
           expect(exited.code).toBe(0)
+
+          const again = startMain({ PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir })
+          try {
+            await waitForStatus(`http://127.0.0.1:${port}/health/ready`, 200, 60_000)
+            const stored = await (await fetch(`http://127.0.0.1:${port}/api/threads/${thread_id}/events`, {
+              headers: { authorization: `Bearer ${token}` }
+            })).json()
+            const ends = stored.events.filter((e: { run_id?: string; event_type: string }) =>
+              e.run_id === late.run_id && (e.event_type === "agent_completed" || e.event_type === "agent_error")
+            )
+            expect(ends).toEqual([expect.objectContaining({ event_type: lateEnd.event_type, seq: lateEnd.seq })])
+          } finally {
+            again.child.kill("SIGTERM")
+            await again.exited
+          }
         } finally {
           rmSync(dataDir, { recursive: true, force: true })
         }

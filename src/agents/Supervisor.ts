@@ -4,7 +4,7 @@
  * does not stop it, `cancel_run` from any member does. Every run ends with
  * exactly one terminal event, written in the transaction that ends the run.
  */
-import { Cause, Clock, Context, Deferred, Effect, Exit, Fiber, Layer, Metric, Option } from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Schedule } from "effect"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { type RunStatus, Threads } from "../database/Threads.ts"
@@ -37,6 +37,11 @@ export class Supervisor extends Context.Tag("agent-chat/Supervisor")<Supervisor,
   /** Cancels a running run; when this succeeds the run has ended with `agent_error` `cancelled`. */
   readonly cancel: (principal: Principal, runId: string) => Effect.Effect<void, RequestError | DatabaseError>
   readonly activeRuns: Effect.Effect<number>
+  /**
+   * Shutdown: lets active runs finish for up to `grace`, then cancels the rest; returns once every run
+   * has stored its terminal event. New runs can still start meanwhile: the caller stops taking them.
+   */
+  readonly drain: (grace: Duration.Duration) => Effect.Effect<void>
   readonly health: Effect.Effect<ComponentHealth>
 }>() {}
 
@@ -62,6 +67,7 @@ const make = Effect.gen(function*() {
   const scope = yield* Effect.scope
   const runs = new Map<string, ActiveRun>()
   let shuttingDown = false
+  let draining = false
 
   /** Ends a run that is still running, with its terminal event; false when it had already ended. */
   const finish = (threadId: string, runId: string, terminal: Terminal) =>
@@ -149,6 +155,7 @@ const make = Effect.gen(function*() {
     accepted: (ids: Accepted) => Effect.Effect<void>
   ) =>
     Effect.gen(function*() {
+      if (draining) return yield* Effect.fail(RequestError.busy("the server is shutting down; reconnect elsewhere"))
       yield* auth.authorizeThread(principal, threadId)
       const stored = yield* threads.transaction(Effect.gen(function*() {
         const messageId = yield* threads.insertMessage({ threadId, userId: principal.userId, content })
@@ -197,10 +204,26 @@ const make = Effect.gen(function*() {
     }).pipe(Effect.withSpan("Supervisor.cancel", { attributes: { run_id: runId } }))
 
   const activeRuns = Effect.sync(() => runs.size)
+
+  const drain = (grace: Duration.Duration) =>
+    Effect.zipRight(Effect.sync(() => draining = true), activeRuns).pipe(
+      Effect.repeat({ until: (n) => n === 0, schedule: Schedule.spaced(Duration.millis(25)) }),
+      // Finalizers run uninterruptibly: the wait must opt in, or the timeout could never stop it.
+      Effect.interruptible,
+      Effect.timeout(grace),
+      Effect.ignore,
+      Effect.zipRight(Effect.suspend(() => {
+        shuttingDown = true
+        return Fiber.interruptAll([...runs.values()].map((run) => run.fiber))
+      })),
+      Effect.withSpan("Supervisor.drain")
+    )
+
   return Supervisor.of({
     send,
     cancel,
     activeRuns,
+    drain,
     health: Effect.map(activeRuns, (active) => up({ active_runs: active, agent: model.name }))
   })
 })

@@ -35,6 +35,8 @@ export interface AppConfigShape {
   readonly outboxCapacity: number
   readonly inboxCapacity: number
   readonly limits: Limits
+  /** On shutdown, how long active runs may go on before they are cancelled. */
+  readonly shutdownGrace: Duration.Duration
   readonly toolTimeout: Duration.Duration
   readonly runTimeout: Duration.Duration
   readonly maxAgentSteps: number
@@ -144,6 +146,14 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
       Config.withDefault(MAX_MEMBERS + 1)
     )
   }),
+  shutdownGrace: Config.map(
+    Config.integer("SHUTDOWN_GRACE_MS").pipe(
+      Config.validate({ message: "SHUTDOWN_GRACE_MS must be ≥ 0", validation: (n) => n >= 0 }),
+      Config.withDefault(10_000),
+      Config.withDescription("on SIGTERM, how long active runs may finish before they are cancelled")
+    ),
+    Duration.millis
+  ),
   toolTimeout: millis("TOOL_TIMEOUT_MS", 10_000, "longest a tool call may take"),
   runTimeout: millis("RUN_TIMEOUT_MS", 120_000, "longest an agent run may take"),
   maxAgentSteps: positiveInt("AGENT_MAX_STEPS", 8, "model calls per run before it stops")
@@ -207,6 +217,7 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
     messageChars: MAX_CONTENT_CHARS,
     membersPerThread: MAX_MEMBERS + 1
   },
+  shutdownGrace: Duration.seconds(2),
   toolTimeout: Duration.seconds(10),
   runTimeout: Duration.seconds(120),
   maxAgentSteps: 8,

@@ -5,12 +5,15 @@
  * on shutdown.
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Context, Effect, Layer } from "effect"
+import { Context, Duration, Effect, Layer } from "effect"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
+import { Supervisor } from "../agents/Supervisor.ts"
 import { AppConfig } from "../config/AppConfig.ts"
+import { CloseCode } from "../domain/Codes.ts"
 import { StartupError } from "../domain/Errors.ts"
 import { makeUpgradeHandler } from "../websocket/Upgrade.ts"
+import { WebSocketHub } from "../websocket/WebSocketHub.ts"
 import { Readiness } from "./Readiness.ts"
 import { app } from "./Routes.ts"
 
@@ -34,6 +37,8 @@ const listen = (server: Server, host: string, port: number) =>
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
   const readiness = yield* Readiness
+  const supervisor = yield* Supervisor
+  const hub = yield* WebSocketHub
   const handler = yield* NodeHttpServer.makeHandler(yield* app)
   const server = yield* Effect.acquireRelease(
     Effect.sync(() => createServer({ keepAliveTimeout: 5_000 })),
@@ -45,6 +50,14 @@ const make = Effect.gen(function*() {
   )
   // Released before the server closes: no new upgrades, open sockets told 1001.
   const upgrade = yield* makeUpgradeHandler
+  // Shutdown, once readiness says draining (so /ws answers 503): runs get their grace period and
+  // end with a stored terminal event, clients receive it, then are told 1001 to reconnect elsewhere.
+  yield* Effect.addFinalizer(() =>
+    Effect.zipRight(
+      supervisor.drain(config.shutdownGrace),
+      hub.closeAll(CloseCode.GoingAway, "server shutting down; reconnect elsewhere", Duration.seconds(3))
+    )
+  )
   server.on("request", handler)
   server.on("upgrade", upgrade)
   const address = yield* listen(server, config.host, config.port)

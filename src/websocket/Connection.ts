@@ -43,6 +43,7 @@ export class Connection {
   refusedInARow = 0
   expiryTimer: ReturnType<typeof setTimeout> | undefined
   private closing = false
+  private pendingClose: { readonly code: CloseCode; readonly reason: string } | undefined
   private queue: Array<Frame> = []
   private writing = false
   private scheduled = false
@@ -134,6 +135,13 @@ export class Connection {
     this.expiryTimer.unref?.()
   }
 
+  /** Closes once everything queued so far has been handed to the socket (shutdown: 1001 after the last events). */
+  closeWhenFlushed(code: CloseCode, reason: string) {
+    if (this.closing) return
+    if (this.queue.length === 0 && !this.writing) return this.close(code, reason)
+    this.pendingClose = { code, reason }
+  }
+
   /** Called when the socket has closed, whoever closed it. */
   closed() {
     clearTimeout(this.expiryTimer)
@@ -176,5 +184,6 @@ export class Connection {
     this.writing = false
     if (error !== undefined && error !== null) return
     if (this.queue.length > 0) this.schedule()
+    else if (this.pendingClose !== undefined) this.close(this.pendingClose.code, this.pendingClose.reason)
   }
 }

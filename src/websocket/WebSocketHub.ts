@@ -5,7 +5,7 @@
  * replay from the event log and switch to live with no gap and no
  * duplicate (buffer live events, replay, drop what the replay covered).
  */
-import { Context, Effect, FiberSet, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
 import type { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
 import { Broker, type BrokerMessage } from "../broker/Broker.ts"
@@ -45,11 +45,16 @@ export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSock
   readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void>
   /** Connections the user holds on this node. */
   readonly connectionsOf: (userId: string) => number
+  /** Closes every connection once its outbox has been written, waiting up to `timeout` for them to go. */
+  readonly closeAll: (code: CloseCode, reason: string, timeout: Duration.Duration) => Effect.Effect<void>
   readonly stats: Effect.Effect<HubStats>
   /** Hot-path counts, read by `/metrics`. */
   readonly counters: HubCounters
   readonly health: Effect.Effect<ComponentHealth>
 }>() {}
+
+const waitUntil = (done: () => boolean) =>
+  Effect.sync(done).pipe(Effect.repeat({ until: (ok) => ok, schedule: Schedule.spaced(Duration.millis(10)) }))
 
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
@@ -61,6 +66,8 @@ const make = Effect.gen(function*() {
   const perUser = new Map<string, number>()
   const counters = new HubCounters()
   const byThread = new Map<string, Set<Connection>>()
+  // Per thread, the highest seq this node published that the broker has not handed back yet.
+  const unconfirmed = new Map<string, number>()
   // Catch-up fibers started from the delivery path; each ends with its connection.
   const repairs = yield* FiberSet.make<void, never>()
 
@@ -136,6 +143,8 @@ const make = Effect.gen(function*() {
     })
 
   const deliver = (message: BrokerMessage) => {
+    const published = unconfirmed.get(message.threadId)
+    if (published !== undefined && message.seq >= published) unconfirmed.delete(message.threadId)
     const set = byThread.get(message.threadId)
     if (set === undefined) return
     // Encoded once, the same bytes go to every connection.
@@ -240,11 +249,16 @@ const make = Effect.gen(function*() {
   }
 
   const publish = (events: ReadonlyArray<StoredEvent>) =>
-    broker.publish(events.map((event) => ({
-      threadId: event.thread_id,
-      seq: event.seq,
-      payload: encodeEnvelope(event)
-    })))
+    Effect.suspend(() => {
+      for (const event of events) {
+        unconfirmed.set(event.thread_id, Math.max(event.seq, unconfirmed.get(event.thread_id) ?? 0))
+      }
+      return broker.publish(events.map((event) => ({
+        threadId: event.thread_id,
+        seq: event.seq,
+        payload: encodeEnvelope(event)
+      })))
+    })
 
   const stats = Effect.sync((): HubStats => {
     let subscriptions = 0
@@ -258,6 +272,18 @@ const make = Effect.gen(function*() {
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
     publish,
     connectionsOf: (userId) => perUser.get(userId) ?? 0,
+    closeAll: (code, reason, timeout) =>
+      // Events this node published (a run's terminal event, say) come back through the broker first.
+      waitUntil(() => unconfirmed.size === 0).pipe(
+        Effect.zipRight(Effect.sync(() => {
+          for (const connection of connections) connection.closeWhenFlushed(code, reason)
+        })),
+        Effect.zipRight(waitUntil(() => connections.size === 0)),
+        // Finalizers run uninterruptibly: the wait must opt in, or the timeout could never stop it.
+        Effect.interruptible,
+        Effect.timeout(timeout),
+        Effect.ignore
+      ),
     counters,
     stats,
     health: Effect.map(stats, (s) => up({ connections: s.connections, threads: s.threads }))

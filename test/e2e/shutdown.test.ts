@@ -1,0 +1,75 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
+import { Gate, gatedModel } from "../utils/Models.ts"
+import { TestServer } from "../utils/TestServer.ts"
+import { sign } from "../utils/tokens.ts"
+
+/** Starts a server in a scope of its own, so the test decides when it shuts down. */
+const start = (gate: Gate, grace: Duration.Duration) =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const context = yield* Layer.buildWithScope(
+      TestServer.layer({ model: gatedModel(gate, 3), config: { shutdownGrace: grace } }),
+      scope
+    )
+    return { server: Context.get(context, TestServer), scope }
+  })
+
+const until = async (check: () => Promise<boolean>, what: string) => {
+  const deadline = Date.now() + 10_000
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+describe("graceful shutdown", () => {
+  it.live("drains: 503 for new upgrades, active runs finish within the grace period, then 1001", () =>
+    Effect.gen(function*() {
+      const gate = new Gate()
+      const { scope, server } = yield* start(gate, Duration.seconds(20))
+      const alice = yield* Effect.promise(async () => ChatClient.connect(server.wsUrl, { token: await sign("alice") }))
+      const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread" }))
+      const sent = yield* Effect.promise(() => alice.request({ type: "send_message", thread_id, content: "go" }))
+      yield* Effect.promise(() => alice.waitFor((f) => f.type === "event" && f.event_type === "agent_thinking"))
+
+      const shutdown = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* Effect.promise(() =>
+        until(async () => (await fetch(`${server.httpUrl}/health/ready`)).status === 503, "draining")
+      )
+      const ready = yield* Effect.promise(async () => (await fetch(`${server.httpUrl}/health/ready`)).json())
+      expect(ready.status).toBe("draining")
+      const refused = yield* Effect.promise(async () =>
+        ChatClient.connect(server.wsUrl, { token: await sign("bob") }).then(() => undefined, (e: unknown) => e)
+      )
+      expect(refused).toBeInstanceOf(UpgradeRefused)
+      expect((refused as UpgradeRefused).status).toBe(503)
+      const other = yield* Effect.promise(() => alice.request({ type: "create_thread" }))
+      const late = yield* Effect.promise(() =>
+        alice.request({ type: "send_message", thread_id: other.thread_id, content: "too late" }).catch((e) => e)
+      )
+      expect(String(late)).toMatch(/busy: the server is shutting down/)
+
+      gate.openFully()
+      const terminal = yield* Effect.promise(() => alice.waitRunEnd(sent.run_id))
+      expect(terminal.event_type).toBe("agent_completed")
+      expect((yield* Effect.promise(() => alice.waitClose())).code).toBe(1001)
+      yield* Fiber.join(shutdown)
+    }))
+
+  it.live("cancels runs still active after the grace period, delivers their terminal event, then closes 1001", () =>
+    Effect.gen(function*() {
+      const gate = new Gate()
+      const { scope, server } = yield* start(gate, Duration.millis(300))
+      const alice = yield* Effect.promise(async () => ChatClient.connect(server.wsUrl, { token: await sign("alice") }))
+      const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread" }))
+      const sent = yield* Effect.promise(() => alice.request({ type: "send_message", thread_id, content: "stuck" }))
+      yield* Effect.promise(() => alice.waitFor((f) => f.type === "event" && f.event_type === "agent_thinking"))
+      yield* Scope.close(scope, Exit.void)
+      const terminal = yield* Effect.promise(() => alice.waitRunEnd(sent.run_id))
+      expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "cancelled" } })
+      expect(terminal.data.message).toMatch(/shut down/)
+      expect((yield* Effect.promise(() => alice.waitClose())).code).toBe(1001)
+    }))
+})
