@@ -12,6 +12,7 @@ import { ToolDispatcherLive, type Tools } from "../src/agents/ToolDispatcher.ts"
 import type { Auth } from "../src/auth/Auth.ts"
 import type { Broker } from "../src/broker/Broker.ts"
 import type { AppConfig } from "../src/config/AppConfig.ts"
+import { DatabaseMonitorLive } from "../src/database/Monitor.ts"
 import { Threads } from "../src/database/Threads.ts"
 import { ReadinessLive } from "../src/http/Readiness.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
@@ -48,6 +49,7 @@ export const components = <E>(layers: GraphLayers<E>) =>
     Layer.provideMerge(timed("auth", layers.auth)),
     Layer.provideMerge(timed("broker", layers.broker)),
     Layer.provideMerge(Threads.Default),
+    Layer.provideMerge(DatabaseMonitorLive),
     Layer.provideMerge(timed("database", layers.database)),
     Layer.provideMerge(ReadinessLive),
     Layer.provideMerge(layers.config)

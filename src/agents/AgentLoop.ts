@@ -91,7 +91,10 @@ export const makeAgentLoop = Effect.gen(function*() {
     }).pipe(
       Effect.catchTag(
         "DatabaseError",
-        () => Effect.fail(new RunFailure({ code: RunErrorCode.Internal, message: "the event log is unavailable" }))
+        () =>
+          Effect.fail(
+            new RunFailure({ code: RunErrorCode.Unavailable, message: "the database was lost during the run" })
+          )
       ),
       Effect.timeoutFail({
         duration: config.runTimeout,

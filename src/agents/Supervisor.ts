@@ -6,7 +6,8 @@
  */
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Schedule } from "effect"
 import { Auth, type Principal } from "../auth/Auth.ts"
-import { AppConfig } from "../config/AppConfig.ts"
+import { AppConfig, reconnectSchedule } from "../config/AppConfig.ts"
+import { DatabaseMonitor } from "../database/Monitor.ts"
 import { type RunStatus, Threads } from "../database/Threads.ts"
 import { RunErrorCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError, StartupError } from "../domain/Errors.ts"
@@ -64,6 +65,8 @@ const make = Effect.gen(function*() {
   const threads = yield* Threads
   const model = yield* LanguageModel
   const loop = yield* makeAgentLoop
+  const monitor = yield* DatabaseMonitor
+  const { databaseCheck } = yield* AppConfig
   const scope = yield* Effect.scope
   const runs = new Map<string, ActiveRun>()
   let shuttingDown = false
@@ -128,13 +131,37 @@ const make = Effect.gen(function*() {
             Metric.increment(Metric.tagged(Metrics.runs, "outcome", terminal.status)),
             Metric.update(Metrics.runDuration, (now - startedAt) / 1000)
           ))
-        return finish(threadId, runId, terminal).pipe(
+        const settle = (status: Option.Option<RunStatus>) =>
+          Deferred.succeed(outcome, status).pipe(Effect.ensuring(Effect.sync(() => runs.delete(runId))))
+        const store = finish(threadId, runId, terminal).pipe(
           Effect.zipLeft(measured),
-          Effect.map((ended) => ended ? Option.some(terminal.status) : Option.none()),
-          Effect.tapErrorCause((cause) => Effect.logError("could not store the end of a run", cause)),
-          Effect.orElseSucceed(() => Option.none<RunStatus>()),
-          Effect.flatMap((status) => Deferred.succeed(outcome, status)),
-          Effect.ensuring(Effect.sync(() => runs.delete(runId)))
+          Effect.map((ended) => ended ? Option.some(terminal.status) : Option.none())
+        )
+        // The database lost: the run stays active (its thread busy) until its end is stored, retried on
+        // the reconnect schedule in a fiber of its own, which shutdown may stop (the next process then
+        // ends the run at startup).
+        const storeLater = store.pipe(
+          Effect.tapError(() => monitor.nudge),
+          Effect.retry(reconnectSchedule(databaseCheck)),
+          Effect.flatMap(settle),
+          Effect.onInterrupt(() => settle(Option.none())),
+          Effect.annotateLogs({ thread_id: threadId, run_id: runId }),
+          Effect.forkIn(scope)
+        )
+        return store.pipe(
+          Effect.flatMap(settle),
+          Effect.catchTag(
+            "DatabaseError",
+            (error) =>
+              Effect.logWarning("could not store the end of a run; retrying until the database answers").pipe(
+                Effect.annotateLogs({ reason: error.reason }),
+                Effect.zipRight(monitor.nudge),
+                Effect.zipRight(storeLater)
+              )
+          ),
+          Effect.catchAllCause((cause) =>
+            Effect.zipRight(Effect.logError("could not store the end of a run", cause), settle(Option.none()))
+          )
         )
       }
       const fiber = yield* Deferred.await(latch).pipe(
@@ -232,5 +259,5 @@ const make = Effect.gen(function*() {
 export const SupervisorLive: Layer.Layer<
   Supervisor,
   StartupError,
-  WebSocketHub | Auth | Threads | LanguageModel | ToolDispatcher | AppConfig
+  WebSocketHub | Auth | Threads | DatabaseMonitor | LanguageModel | ToolDispatcher | AppConfig
 > = Layer.scoped(Supervisor, make)

@@ -16,6 +16,13 @@ export interface RetryPolicy {
   readonly maxElapsed: Duration.Duration
 }
 
+export interface DatabaseCheck {
+  readonly interval: Duration.Duration
+  readonly timeout: Duration.Duration
+  readonly reconnectBase: Duration.Duration
+  readonly reconnectMax: Duration.Duration
+}
+
 export interface AppConfigShape {
   readonly env: AppEnv
   readonly host: string
@@ -30,6 +37,8 @@ export interface AppConfigShape {
   readonly jwtAudience: Option.Option<string>
   readonly jwtClockSkew: Duration.Duration
   readonly startupRetry: RetryPolicy
+  /** After startup: how often the database is checked, and how reconnection is paced while it is lost. */
+  readonly databaseCheck: DatabaseCheck
   readonly maxFrameBytes: number
   readonly heartbeat: Duration.Duration
   readonly outboxCapacity: number
@@ -66,6 +75,13 @@ export const startupRetrySchedule = (policy: RetryPolicy) =>
     Schedule.jittered,
     Schedule.intersect(Schedule.recurs(Math.max(0, policy.attempts - 1))),
     Schedule.upTo(policy.maxElapsed)
+  )
+
+/** While the database is lost: exponential and jittered from `reconnectBase`, each wait at most `reconnectMax`, forever. */
+export const reconnectSchedule = (check: DatabaseCheck) =>
+  Schedule.exponential(check.reconnectBase, 2).pipe(
+    Schedule.jittered,
+    Schedule.union(Schedule.spaced(check.reconnectMax))
   )
 
 const positiveInt = (name: string, fallback: number, description: string) =>
@@ -115,6 +131,12 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     attempts: positiveInt("STARTUP_RETRY_ATTEMPTS", 5, "attempts to reach a dependency at startup"),
     baseDelay: millis("STARTUP_RETRY_BASE_MS", 200, "first retry delay; doubles each time, with jitter"),
     maxElapsed: millis("STARTUP_RETRY_MAX_MS", 15_000, "give up on a dependency after this long")
+  }),
+  databaseCheck: Config.all({
+    interval: millis("DATABASE_CHECK_MS", 2_000, "how often the database is checked after startup"),
+    timeout: millis("DATABASE_CHECK_TIMEOUT_MS", 2_000, "a check slower than this counts as the database lost"),
+    reconnectBase: millis("DATABASE_RECONNECT_BASE_MS", 200, "first reconnect delay once the database is lost"),
+    reconnectMax: millis("DATABASE_RECONNECT_MAX_MS", 5_000, "longest delay between reconnect attempts")
   }),
   maxFrameBytes: positiveInt("WS_MAX_FRAME_BYTES", 64 * 1024, "largest client frame; larger closes with 1009"),
   heartbeat: millis("WS_HEARTBEAT_MS", 25_000, "interval of WebSocket pings"),
@@ -202,6 +224,12 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
   jwtAudience: Option.none(),
   jwtClockSkew: Duration.seconds(5),
   startupRetry: { attempts: 3, baseDelay: Duration.millis(50), maxElapsed: Duration.seconds(2) },
+  databaseCheck: {
+    interval: Duration.millis(250),
+    timeout: Duration.seconds(2),
+    reconnectBase: Duration.millis(50),
+    reconnectMax: Duration.millis(250)
+  },
   maxFrameBytes: 64 * 1024,
   heartbeat: Duration.seconds(25),
   outboxCapacity: 4096,

@@ -19,7 +19,9 @@ export const ErrorCode = {
   Forbidden: "forbidden",
   RateLimited: "rate_limited",
   Busy: "busy",
-  Internal: "internal"
+  Internal: "internal",
+  /** An addition to PROTOCOL.md section 2: the database is lost for now; try again shortly. */
+  Unavailable: "unavailable"
 } as const
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode]
 
@@ -29,7 +31,9 @@ export const RunErrorCode = {
   LlmFailed: "llm_failed",
   ToolFailed: "tool_failed",
   Timeout: "timeout",
-  Internal: "internal"
+  Internal: "internal",
+  /** An addition to PROTOCOL.md section 3: the database was lost during the run. */
+  Unavailable: "unavailable"
 } as const
 export type RunErrorCode = typeof RunErrorCode[keyof typeof RunErrorCode]
 

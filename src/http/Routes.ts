@@ -10,6 +10,7 @@ import { Auth, type Principal } from "../auth/Auth.ts"
 import { DevTokens } from "../auth/DevTokens.ts"
 import { Broker } from "../broker/Broker.ts"
 import * as Database from "../database/Database.ts"
+import { DatabaseMonitor } from "../database/Monitor.ts"
 import { Threads } from "../database/Threads.ts"
 import { encodeEnvelope } from "../domain/Events.ts"
 import { type ComponentHealth, down, up } from "../domain/Health.ts"
@@ -27,10 +28,14 @@ const ready = Effect.gen(function*() {
   const broker = yield* Broker
   const hub = yield* WebSocketHub
   const supervisor = yield* Supervisor
-  const database = yield* Database.ping.pipe(
-    Effect.as(up()),
-    Effect.orElseSucceed(() => down("the database does not answer"))
-  )
+  const monitor = yield* DatabaseMonitor
+  const answers = yield* Database.ping.pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+  if (!answers || !monitor.isUp()) yield* monitor.nudge
+  const database = !monitor.isUp()
+    ? yield* monitor.health
+    : answers
+    ? up()
+    : down("the database does not answer")
   const components: Record<string, ComponentHealth> = {
     database,
     broker: yield* broker.health,
@@ -47,7 +52,7 @@ const metrics = Effect.gen(function*() {
   const hub = yield* WebSocketHub
   const stats = yield* hub.stats
   const counters = hub.counters
-  const databaseUp = yield* Database.ping.pipe(Effect.as(1), Effect.orElseSucceed(() => 0))
+  const databaseUp = (yield* DatabaseMonitor).isUp() ? 1 : 0
   const brokerUp = (yield* (yield* Broker).health).status === "up" ? 1 : 0
   const text = new PrometheusText()
     .describe("agentchat_component_up", "gauge", "1 when the component answers its health check, else 0")

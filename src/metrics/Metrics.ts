@@ -27,6 +27,11 @@ export const toolDuration = Metric.histogram(
   "duration of tool calls, by tool"
 )
 
+export const databaseLost = Metric.counter("agentchat_database_lost_total", {
+  description: "times the database stopped answering after startup",
+  incremental: true
+})
+
 export const startupSeconds = Metric.gauge("agentchat_startup_seconds", {
   description: "time each component took to start"
 })

@@ -9,6 +9,7 @@ import type { WebSocket } from "ws"
 import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
+import { DatabaseMonitor } from "../database/Monitor.ts"
 import { Threads } from "../database/Threads.ts"
 import { CloseCode, ErrorCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
@@ -29,6 +30,7 @@ export const makeSession = Effect.gen(function*() {
   const threads = yield* Threads
   const supervisor = yield* Supervisor
   const config = yield* AppConfig
+  const monitor = yield* DatabaseMonitor
   const { limits } = config
   // Frame handlers run here, so shutdown interrupts whatever is in flight.
   const runFork = yield* FiberSet.makeRuntime<never>()
@@ -164,11 +166,22 @@ export const makeSession = Effect.gen(function*() {
           return Effect.sync(() => connection.push(Frames.error(frame.id, code, message)))
         }
         if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
+        if (Option.isSome(failure) && failure.value._tag === "DatabaseError") {
+          // A DatabaseError: the request is lost for now, not wrong; the monitor checks at once.
+          return Effect.logWarning("the database failed a request").pipe(
+            Effect.annotateLogs({ type: frame.type, reason: failure.value.reason }),
+            Effect.zipRight(monitor.nudge),
+            Effect.zipRight(Effect.sync(() =>
+              connection.push(
+                Frames.error(frame.id, ErrorCode.Unavailable, "the database is unavailable; try again shortly")
+              )
+            ))
+          )
+        }
         return Effect.logError("frame handling failed", cause).pipe(
-          Effect.zipRight(Effect.sync(() => {
-            const message = Option.isSome(failure) ? "the database is unavailable" : "internal error"
-            connection.push(Frames.error(frame.id, ErrorCode.Internal, message))
-          }))
+          Effect.zipRight(
+            Effect.sync(() => connection.push(Frames.error(frame.id, ErrorCode.Internal, "internal error")))
+          )
         )
       }),
       Effect.withSpan("Session.frame", { attributes: { type: frame.type } })

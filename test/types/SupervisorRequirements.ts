@@ -9,11 +9,12 @@ import { type Supervisor, SupervisorLive } from "../../src/agents/Supervisor.ts"
 import type { ToolDispatcher } from "../../src/agents/ToolDispatcher.ts"
 import type { Auth } from "../../src/auth/Auth.ts"
 import type { AppConfig } from "../../src/config/AppConfig.ts"
+import type { DatabaseMonitor } from "../../src/database/Monitor.ts"
 import type { Threads } from "../../src/database/Threads.ts"
 import type { StartupError } from "../../src/domain/Errors.ts"
 import type { WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
 
-type Others = Threads | LanguageModel | ToolDispatcher | AppConfig
+type Others = Threads | DatabaseMonitor | LanguageModel | ToolDispatcher | AppConfig
 
 declare const everything: Layer.Layer<WebSocketHub | Auth | Others>
 declare const withoutHub: Layer.Layer<Auth | Others>

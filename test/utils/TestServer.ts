@@ -14,6 +14,7 @@ import { BrokerInProcess } from "../../src/broker/Broker.ts"
 import { ChatClient, type ConnectOptions } from "../../src/client/ChatClient.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
+import type { TcpProxy } from "./TcpProxy.ts"
 import { TestDatabaseLive } from "./TestDatabase.ts"
 import { sign } from "./tokens.ts"
 
@@ -24,6 +25,8 @@ export interface TestServerOptions {
   readonly auth?: Partial<AuthOptions>
   /** Provide the dev-token issuer, as development mode does (default true). */
   readonly devTokens?: boolean
+  /** Reach the database through this proxy, to cut it off mid-test. */
+  readonly databaseProxy?: TcpProxy
 }
 
 export interface TestServerShape {
@@ -50,7 +53,7 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
     }
     const graph = serverGraph({
       config: AppConfigTest(options.config),
-      database: TestDatabaseLive(config.databasePoolSize),
+      database: TestDatabaseLive(config.databasePoolSize, options.databaseProxy),
       broker: BrokerInProcess,
       auth: options.devTokens === false
         ? AuthLive(authOptions)
