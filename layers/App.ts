@@ -2,15 +2,16 @@
  * The production graph, with each layer chosen from AppConfig: the mode
  * decides here, and nowhere else.
  */
-import { Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Effect, Layer, LogLevel, Option } from "effect"
 import { BuiltinModelLive } from "../src/agents/BuiltinModel.ts"
 import { BuiltinToolsLive } from "../src/agents/tools/BuiltinTools.ts"
 import { AuthLive, type AuthOptions } from "../src/auth/Auth.ts"
 import { DevTokensLive } from "../src/auth/DevTokens.ts"
 import { BrokerInProcess } from "../src/broker/Broker.ts"
-import { AppConfig, AppConfigLive } from "../src/config/AppConfig.ts"
+import { AppConfig, AppConfigLive, type LoggingConfig, loggingConfig } from "../src/config/AppConfig.ts"
 import { loadOrCreateDevSecret } from "../src/config/DevSecret.ts"
 import * as Database from "../src/database/Database.ts"
+import { LoggingLive } from "../src/observability/Logging.ts"
 import { server } from "./Graph.ts"
 
 const database = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
@@ -48,11 +49,6 @@ const auth = Layer.unwrapEffect(Effect.gen(function*() {
     : AuthLive(options)
 }))
 
-const logger = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
-  config.env === "development"
-    ? Logger.replace(Logger.defaultLogger, Logger.prettyLoggerDefault)
-    : Layer.merge(Logger.json, Logger.minimumLogLevel(LogLevel.Info))))
-
 export const AppLive = server({
   config: AppConfigLive,
   database,
@@ -60,4 +56,18 @@ export const AppLive = server({
   auth,
   model: BuiltinModelLive,
   tools: BuiltinToolsLive
-}).pipe(Layer.provide(logger), Layer.provide(AppConfigLive))
+}).pipe(Layer.provide(AppConfigLive))
+
+/** The logger, chosen from LOG_FORMAT, LOG_LEVEL and APP_ENV alone, so a configuration error is logged by it too. */
+const logger = Layer.unwrapEffect(
+  Effect.map(
+    Effect.orElseSucceed(loggingConfig, (): LoggingConfig => ({ format: "json", level: LogLevel.Info })),
+    (config) => LoggingLive(config.format, config.level)
+  )
+)
+
+/** The process: the server until it is interrupted, or its startup error, logged. */
+export const program = Layer.launch(AppLive).pipe(
+  Effect.tapErrorTag("StartupError", (error) => Effect.logError(error.message)),
+  Effect.provide(logger)
+)

@@ -17,6 +17,7 @@ import { Threads } from "../src/database/Threads.ts"
 import { ReadinessLive } from "../src/http/Readiness.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
 import * as Metrics from "../src/metrics/Metrics.ts"
+import { TracingLive } from "../src/observability/Tracing.ts"
 import { WebSocketHubLive } from "../src/websocket/WebSocketHub.ts"
 
 export interface GraphLayers<E> {
@@ -56,4 +57,9 @@ export const components = <E>(layers: GraphLayers<E>) =>
   )
 
 /** The whole server: the components, then the port. */
-export const server = <E>(layers: GraphLayers<E>) => HttpServerLive.pipe(Layer.provideMerge(components(layers)))
+export const server = <E>(layers: GraphLayers<E>) =>
+  HttpServerLive.pipe(
+    Layer.provideMerge(components(layers)),
+    // Spans of every component go to the OTLP collector when one is configured.
+    Layer.provide(Layer.provide(TracingLive, layers.config))
+  )

@@ -1,8 +1,4 @@
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
-import { AppLive } from "../layers/App.ts"
+import { program } from "../layers/App.ts"
 
-Layer.launch(AppLive).pipe(
-  Effect.tapErrorTag("StartupError", (error) => Effect.logError(error.message)),
-  NodeRuntime.runMain({ disableErrorReporting: true })
-)
+program.pipe(NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true }))

@@ -114,7 +114,14 @@ describe("the server process", () => {
         const dataDir = mkdtempSync(join(tmpdir(), "agent-chat-dev-"))
         try {
           const port = await freePort()
-          const server = startMain({ PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: "0" })
+          const server = startMain({
+            PORT: String(port),
+            HOST: "127.0.0.1",
+            DATA_DIR: dataDir,
+            SHUTDOWN_GRACE_MS: "0",
+            LOG_FORMAT: "json",
+            LOG_LEVEL: "debug"
+          })
           await waitForStatus(`http://127.0.0.1:${port}/health/ready`, 200, 60_000)
           const { token } = await (await fetch(`http://127.0.0.1:${port}/api/dev/token`, {
             method: "POST",
@@ -138,6 +145,24 @@ describe("the server process", () => {
           expect(["agent_completed", "agent_error"]).toContain(lateEnd.event_type)
           expect(close.code).toBe(1001)
           expect(exited.code).toBe(0)
+
+          // Every line of output is a JSON log with its context: the component, the connection, the run.
+          const logs = exited.output.split("\n").filter((line) => line.length > 0).map((line) => JSON.parse(line))
+          for (const log of logs) expect(Object.keys(log).slice(0, 3)).toEqual(["level", "time", "message"])
+          expect(logs).toContainEqual(expect.objectContaining({ message: "database up", component: "database" }))
+          expect(logs).toContainEqual(
+            expect.objectContaining({
+              message: "run ended",
+              component: "supervisor",
+              thread_id,
+              run_id: sent.run_id,
+              user_id: "alice",
+              status: "completed"
+            })
+          )
+          expect(logs).toContainEqual(
+            expect.objectContaining({ message: "connection closed", component: "websocket", user_id: "alice" })
+          )
 
           const again = startMain({ PORT: String(port), HOST: "127.0.0.1", DATA_DIR: dataDir })
           try {

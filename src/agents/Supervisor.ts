@@ -127,10 +127,15 @@ const make = Effect.gen(function*() {
       const record = (exit: Exit.Exit<{ response: string; duration_ms: number }, RunFailure>) => {
         const terminal = terminalOf(runId, exit)
         const measured = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-          Effect.zipRight(
+          Effect.all([
             Metric.increment(Metric.tagged(Metrics.runs, "outcome", terminal.status)),
-            Metric.update(Metrics.runDuration, (now - startedAt) / 1000)
-          ))
+            Metric.update(Metrics.runDuration, (now - startedAt) / 1000),
+            Effect.logInfo("run ended").pipe(Effect.annotateLogs({
+              status: terminal.status,
+              duration_ms: now - startedAt,
+              ...(terminal.event.event_type === "agent_error" ? { code: terminal.event.data.code } : {})
+            }))
+          ], { discard: true }))
         const settle = (status: Option.Option<RunStatus>) =>
           Deferred.succeed(outcome, status).pipe(Effect.ensuring(Effect.sync(() => runs.delete(runId))))
         const store = finish(threadId, runId, terminal).pipe(
@@ -165,10 +170,11 @@ const make = Effect.gen(function*() {
         )
       }
       const fiber = yield* Deferred.await(latch).pipe(
+        Effect.zipRight(Effect.logInfo("run started")),
         Effect.zipRight(loop.run({ threadId, runId, messageId })),
         Effect.onExit(record),
         Effect.ignore,
-        Effect.annotateLogs({ thread_id: threadId, run_id: runId }),
+        Effect.annotateLogs({ component: "supervisor", thread_id: threadId, run_id: runId }),
         Effect.withSpan("Supervisor.run", { attributes: { thread_id: threadId, run_id: runId }, root: true }),
         Effect.forkIn(scope)
       )

@@ -2,7 +2,19 @@
  * AppConfig: every setting, read once from the environment at startup and
  * validated for the mode. Only this module and `layers/` know the mode.
  */
-import { Config, ConfigError, Context, Duration, Effect, Either, Layer, Option, Redacted, Schedule } from "effect"
+import {
+  Config,
+  ConfigError,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  LogLevel,
+  Option,
+  Redacted,
+  Schedule
+} from "effect"
 import { StartupError } from "../domain/Errors.ts"
 import { MAX_CONTENT_CHARS, MAX_MEMBERS } from "../domain/Frames.ts"
 
@@ -49,6 +61,15 @@ export interface AppConfigShape {
   readonly toolTimeout: Duration.Duration
   readonly runTimeout: Duration.Duration
   readonly maxAgentSteps: number
+  readonly tracing: Tracing
+}
+
+export type LogFormat = "json" | "pretty"
+
+export interface Tracing {
+  /** OTLP/HTTP endpoint (spans go to `<endpoint>/v1/traces`); none disables export. */
+  readonly otlpEndpoint: Option.Option<string>
+  readonly serviceName: string
 }
 
 /** Limits against abusive or broken clients; each is refused with a clear error, never silently. */
@@ -178,8 +199,32 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   ),
   toolTimeout: millis("TOOL_TIMEOUT_MS", 10_000, "longest a tool call may take"),
   runTimeout: millis("RUN_TIMEOUT_MS", 120_000, "longest an agent run may take"),
-  maxAgentSteps: positiveInt("AGENT_MAX_STEPS", 8, "model calls per run before it stops")
+  maxAgentSteps: positiveInt("AGENT_MAX_STEPS", 8, "model calls per run before it stops"),
+  tracing: Config.all({
+    otlpEndpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")).pipe(
+      Config.map(Option.map((url) => url.toString().replace(/\/+$/, ""))),
+      Config.withDescription("OTLP/HTTP collector, e.g. http://localhost:4318; spans are exported when set")
+    ),
+    serviceName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("agent-chat"))
+  })
 })
+
+export interface LoggingConfig {
+  readonly format: LogFormat
+  readonly level: LogLevel.LogLevel
+}
+
+/** How to log, read on its own so that even an invalid configuration is reported in the right format. */
+export const loggingConfig: Config.Config<LoggingConfig> = Config.all({
+  env: Config.string("APP_ENV").pipe(Config.withDefault("development")),
+  format: Config.option(Config.literal("json", "pretty")("LOG_FORMAT")).pipe(
+    Config.withDescription("json (default in production and staging) or pretty (default in development)")
+  ),
+  level: Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info))
+}).pipe(Config.map(({ env, format, level }) => ({
+  format: Option.getOrElse(format, (): LogFormat => env === "development" ? "pretty" : "json"),
+  level
+})))
 
 /** Checks what the mode requires, naming every missing variable at once. */
 export const validate = (config: AppConfigShape): Either.Either<AppConfigShape, StartupError> => {
@@ -249,6 +294,7 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
   toolTimeout: Duration.seconds(10),
   runTimeout: Duration.seconds(120),
   maxAgentSteps: 8,
+  tracing: { otlpEndpoint: Option.none(), serviceName: "agent-chat-test" },
   ...overrides
 })
 

@@ -62,7 +62,9 @@ const make = Effect.gen(function*() {
   server.on("upgrade", upgrade)
   const address = yield* listen(server, config.host, config.port)
   yield* Effect.acquireRelease(readiness.set("ready"), () => readiness.set("draining"))
-  yield* Effect.logInfo(`listening on http://${address.address}:${address.port}`)
+  yield* Effect.logInfo(`listening on http://${address.address}:${address.port}`).pipe(
+    Effect.annotateLogs({ component: "http" })
+  )
   return ServerAddress.of({ host: address.address, port: address.port })
 })
 

@@ -4,7 +4,7 @@
  * time, in order. Every failure becomes an `error` frame; nothing a client
  * sends ends the process or the connection.
  */
-import { Cause, Clock, Duration, Effect, Either, Exit, Fiber, FiberSet, Option, Scope } from "effect"
+import { Cause, Clock, Duration, Effect, Either, Exit, Fiber, FiberSet, identity, Option, Runtime, Scope } from "effect"
 import type { WebSocket } from "ws"
 import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
@@ -31,6 +31,8 @@ export const makeSession = Effect.gen(function*() {
   const supervisor = yield* Supervisor
   const config = yield* AppConfig
   const monitor = yield* DatabaseMonitor
+  const runSync = Runtime.runSync(yield* Effect.runtime<never>())
+  const traced = Option.isSome(config.tracing.otlpEndpoint)
   const { limits } = config
   // Frame handlers run here, so shutdown interrupts whatever is in flight.
   const runFork = yield* FiberSet.makeRuntime<never>()
@@ -196,6 +198,22 @@ export const makeSession = Effect.gen(function*() {
   const open = (ws: WebSocket, principal: Principal) => {
     const scope = Effect.runSync(Scope.make())
     const connection = Effect.runSync(Scope.extend(hub.register(ws, principal), scope))
+    // With export on, one span covers the connection's life and parents its frames' spans; without
+    // it, an idle connection carries no span at all.
+    const span = traced
+      ? runSync(Scope.extend(
+        Effect.makeSpanScoped("WebSocket.connection", {
+          attributes: { connection_id: connection.id, user_id: principal.userId },
+          root: true
+        }),
+        scope
+      ))
+      : undefined
+    const annotated = (effect: Effect.Effect<void>) =>
+      effect.pipe(
+        Effect.annotateLogs({ component: "websocket", connection_id: connection.id, user_id: principal.userId }),
+        span === undefined ? identity : Effect.withParentSpan(span)
+      )
     const inbox: Array<RawFrame> = []
     // Set before the fiber starts, cleared by it in the same step that finds the inbox empty.
     let processing = false
@@ -218,16 +236,17 @@ export const makeSession = Effect.gen(function*() {
       inbox.push({ data: binary ? "" : data.toString(), binary })
       if (!processing) {
         processing = true
-        current = runFork(drain.pipe(Effect.annotateLogs({ connection_id: connection.id, user_id: principal.userId })))
+        current = runFork(annotated(drain))
       }
     })
-    ws.on("close", () => {
+    ws.on("close", (code) => {
       inbox.length = 0
       const fiber = current
-      runFork(Effect.zipRight(
+      runFork(annotated(Effect.all([
         fiber === undefined ? Effect.void : Fiber.interrupt(fiber),
-        Scope.close(scope, Exit.void)
-      ))
+        Scope.close(scope, Exit.void),
+        Effect.logDebug("connection closed").pipe(Effect.annotateLogs({ close_code: code }))
+      ], { discard: true })))
     })
 
     connection.armExpiry(Date.now())
