@@ -3,7 +3,7 @@
  * run the tools it calls through the dispatcher, and ask again with the
  * results, until it answers without calling a tool.
  */
-import { Clock, Data, Effect, Stream } from "effect"
+import { Clock, Data, Duration, Effect, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Threads } from "../database/Threads.ts"
 import { RunErrorCode } from "../domain/Codes.ts"
@@ -75,6 +75,12 @@ export const makeAgentLoop = Effect.gen(function*() {
         messages.push({ role: "assistant", content: text, toolCalls: calls })
         for (const call of calls) {
           const outcome = yield* dispatcher.execute(call, handle)
+          if (!outcome.ok && outcome.timedOut) {
+            return yield* new RunFailure({
+              code: RunErrorCode.Timeout,
+              message: `the tool "${call.name}" did not answer within ${Duration.format(config.toolTimeout)}`
+            })
+          }
           messages.push({
             role: "tool",
             toolCallId: call.id,

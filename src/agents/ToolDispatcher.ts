@@ -2,9 +2,11 @@
  * ToolDispatcher: the only way a run executes a tool. It emits
  * `tool_executing` before and exactly one `tool_completed` after, with the
  * duration and the output or the error, even when the tool fails, times
- * out or the run is cancelled mid-call. A failing tool never fails the run.
+ * out or the run is cancelled mid-call. A failing tool never fails the run;
+ * one that does not answer within TOOL_TIMEOUT_MS is reported `timedOut`,
+ * and the agent loop then ends the run with `timeout`.
  */
-import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric } from "effect"
+import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import { draft, type EventDraft } from "../domain/Events.ts"
@@ -14,7 +16,7 @@ import type { Tool, ToolContext } from "./Tool.ts"
 
 export type ToolOutcome =
   | { readonly ok: true; readonly output: unknown }
-  | { readonly ok: false; readonly error: string }
+  | { readonly ok: false; readonly error: string; readonly timedOut: boolean }
 
 export interface RunHandle {
   readonly context: ToolContext
@@ -27,6 +29,8 @@ export class ToolDispatcher extends Context.Tag("agent-chat/ToolDispatcher")<Too
   readonly specs: ReadonlyArray<ToolSpec>
   readonly execute: (call: ToolCall, run: RunHandle) => Effect.Effect<ToolOutcome, DatabaseError>
 }>() {}
+
+class TimedOut {}
 
 const errorText = (cause: Cause.Cause<unknown>): string => {
   const failure = Cause.failureOption(cause)
@@ -44,12 +48,12 @@ const make = Effect.gen(function*() {
   const byName = new Map(tools.map((tool) => [tool.name, tool]))
   const timeoutText = `timed out after ${Duration.format(config.toolTimeout)}`
 
-  const runTool = (call: ToolCall, context: ToolContext): Effect.Effect<unknown, string> => {
+  const runTool = (call: ToolCall, context: ToolContext): Effect.Effect<unknown, string | TimedOut> => {
     const tool = byName.get(call.name)
     if (tool === undefined) return Effect.fail(`unknown tool "${call.name}"`)
     return tool.run(call.input, context).pipe(
-      Effect.timeoutFail({ duration: config.toolTimeout, onTimeout: () => timeoutText }),
-      Effect.mapError((error) => typeof error === "string" ? error : error.message)
+      Effect.mapError((error) => error.message),
+      Effect.timeoutFail({ duration: config.toolTimeout, onTimeout: () => new TimedOut() })
     )
   }
 
@@ -62,9 +66,12 @@ const make = Effect.gen(function*() {
         const exit = yield* Effect.exit(restore(runTool(call, run.context)))
         const duration_ms = (yield* Clock.currentTimeMillis) - started
         yield* Metric.update(Metric.tagged(Metrics.toolDuration, "tool", call.name), duration_ms / 1000)
+        const timedOut = Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(
+          Option.exists((error) => error instanceof TimedOut)
+        )
         const outcome: ToolOutcome = Exit.isSuccess(exit)
           ? { ok: true, output: exit.value }
-          : { ok: false, error: errorText(exit.cause) }
+          : { ok: false, error: timedOut ? timeoutText : errorText(exit.cause), timedOut }
         yield* run.emit(draft(
           "tool_completed",
           run.context.runId,

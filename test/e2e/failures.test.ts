@@ -1,6 +1,7 @@
 import { expect, layer } from "@effect/vitest"
-import { Duration } from "effect"
+import { Duration, Effect } from "effect"
 import type { ChatMessage } from "../../src/agents/LanguageModel.ts"
+import type { Tool } from "../../src/agents/Tool.ts"
 import { expectRunShape } from "../utils/invariants.ts"
 import { call, delta, Gate, scriptedModel, thinking } from "../utils/Models.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
@@ -23,8 +24,15 @@ const directedModel = scriptedModel((messages: ReadonlyArray<ChatMessage>) => {
   return [delta("ok")]
 }, never)
 
+/** A tool that never answers. */
+const stall: Tool = { name: "stall", description: "never answers", parameters: {}, run: () => Effect.never }
+
 layer(
-  TestServer.layer({ model: directedModel, config: { runTimeout: Duration.seconds(2), maxAgentSteps: 3 } }),
+  TestServer.layer({
+    model: directedModel,
+    extraTools: [stall],
+    config: { runTimeout: Duration.seconds(2), toolTimeout: Duration.millis(300), maxAgentSteps: 3 }
+  }),
   { excludeTestServices: true, timeout: 60_000 }
 )("failures inside a run", (it) => {
   const run = async (server: import("../utils/TestServer.ts").TestServerShape, content: string) => {
@@ -70,6 +78,16 @@ layer(
     withServer(async (server) => {
       const { terminal } = await run(server, "hang")
       expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "timeout" } })
+    }))
+
+  it.effect("ends the run with timeout when a tool does not answer in time, after its tool_completed", () =>
+    withServer(async (server) => {
+      const { events, terminal } = await run(server, "tool stall {}")
+      const completed = events.find((e) => e.event_type === "tool_completed")!
+      expect(completed.data).toMatchObject({ tool: "stall", error: "timed out after 300ms" })
+      expect(completed.data.duration_ms).toBeGreaterThanOrEqual(300)
+      expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "timeout" } })
+      expect(terminal.data.message).toBe("the tool \"stall\" did not answer within 300ms")
     }))
 
   it.effect("stops an agent that keeps calling tools after the step limit", () =>

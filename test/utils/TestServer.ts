@@ -7,6 +7,8 @@ import { Context, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { server as serverGraph } from "../../layers/Graph.ts"
 import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
 import type { LanguageModel } from "../../src/agents/LanguageModel.ts"
+import type { Tool } from "../../src/agents/Tool.ts"
+import { Tools } from "../../src/agents/ToolDispatcher.ts"
 import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
 import { AuthLive, type AuthOptions } from "../../src/auth/Auth.ts"
 import { DevTokensLive } from "../../src/auth/DevTokens.ts"
@@ -21,6 +23,8 @@ import { sign } from "./tokens.ts"
 export interface TestServerOptions {
   readonly config?: Partial<AppConfigShape>
   readonly model?: Layer.Layer<LanguageModel>
+  /** Tools besides the built-in ones. */
+  readonly extraTools?: ReadonlyArray<Tool>
   /** Keys besides the test secret (a PEM public key, a JWKS URL), or no secret at all. */
   readonly auth?: Partial<AuthOptions>
   /** Provide the dev-token issuer, as development mode does (default true). */
@@ -59,7 +63,11 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
         ? AuthLive(authOptions)
         : Layer.merge(AuthLive(authOptions), DevTokensLive({ ...authOptions, secret })),
       model: options.model ?? BuiltinModelLive,
-      tools: BuiltinToolsLive
+      tools: options.extraTools === undefined
+        ? BuiltinToolsLive
+        : Layer.effect(Tools, Effect.map(Tools, (builtin) => [...builtin, ...options.extraTools!])).pipe(
+          Layer.provide(BuiltinToolsLive)
+        )
     }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)))
     return Layer.scoped(
       TestServer,
