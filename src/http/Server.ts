@@ -53,10 +53,17 @@ const make = Effect.gen(function*() {
   // Shutdown, once readiness says draining (so /ws answers 503): runs get their grace period and
   // end with a stored terminal event, clients receive it, then are told 1001 to reconnect elsewhere.
   yield* Effect.addFinalizer(() =>
-    Effect.zipRight(
-      supervisor.drain(config.shutdownGrace),
-      hub.closeAll(CloseCode.GoingAway, "server shutting down; reconnect elsewhere", Duration.seconds(3))
-    )
+    Effect.gen(function*() {
+      const stats = yield* hub.stats
+      yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({
+        active_runs: yield* supervisor.activeRuns,
+        connections: stats.connections,
+        grace_ms: Duration.toMillis(config.shutdownGrace)
+      }))
+      yield* supervisor.drain(config.shutdownGrace)
+      yield* hub.closeAll(CloseCode.GoingAway, "server shutting down; reconnect elsewhere", Duration.seconds(3))
+      yield* Effect.logInfo("connections closed; stopping")
+    }).pipe(Effect.annotateLogs({ component: "http" }))
   )
   server.on("request", handler)
   server.on("upgrade", upgrade)
