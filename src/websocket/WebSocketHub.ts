@@ -173,7 +173,8 @@ const make = Effect.gen(function*() {
   }
 
   const subscription = yield* broker.subscribe
-  yield* Queue.takeAll(subscription).pipe(
+  // takeBetween waits for the first message; takeAll would return empty chunks and spin the loop.
+  yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER).pipe(
     Effect.tap((messages) => {
       for (const message of messages) deliver(message)
     }),
