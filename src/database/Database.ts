@@ -85,14 +85,20 @@ export const layerUrl = (
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, StartupError> =>
   migrations.pipe(Layer.provideMerge(client(options)))
 
-/** The embedded database (in `dataDir`, or in memory), served over the Postgres protocol. */
+/**
+ * The embedded database (in `dataDir`, or in memory), served over the Postgres protocol. Its client
+ * holds one connection whatever `poolSize` says: pglite-socket runs every connection on one session and
+ * interleaves their protocol messages, so two connections' statements clobbered each other's unnamed
+ * prepared statement ("bind message supplies 1 parameters, but prepared statement "" requires 3").
+ * PGlite executes one statement at a time anyway.
+ */
 export const layerEmbedded = (options: {
   readonly dataDir: Option.Option<string>
   readonly poolSize: number
   readonly retry: RetryPolicy
 }): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | Embedded, StartupError> =>
-  Layer.unwrapEffect(Effect.map(Embedded, (embedded) => layerUrl({ ...options, url: embedded.url }))).pipe(
-    Layer.provideMerge(EmbeddedPostgres({ dataDir: options.dataDir, maxConnections: options.poolSize + 2 }))
+  Layer.unwrapEffect(Effect.map(Embedded, (embedded) => layerUrl({ ...options, poolSize: 1, url: embedded.url }))).pipe(
+    Layer.provideMerge(EmbeddedPostgres({ dataDir: options.dataDir, maxConnections: 3 }))
   )
 
 /** Whether the database answers a query now. */
