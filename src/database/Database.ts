@@ -92,13 +92,17 @@ export const layerUrl = (
  * prepared statement ("bind message supplies 1 parameters, but prepared statement "" requires 3").
  * PGlite executes one statement at a time anyway.
  */
+export const EMBEDDED_POOL_SIZE = 1
+
 export const layerEmbedded = (options: {
   readonly dataDir: Option.Option<string>
   readonly poolSize: number
   readonly retry: RetryPolicy
 }): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | Embedded, StartupError> =>
-  Layer.unwrapEffect(Effect.map(Embedded, (embedded) => layerUrl({ ...options, poolSize: 1, url: embedded.url }))).pipe(
-    Layer.provideMerge(EmbeddedPostgres({ dataDir: options.dataDir, maxConnections: 3 }))
+  Layer.unwrapEffect(
+    Effect.map(Embedded, (embedded) => layerUrl({ ...options, poolSize: EMBEDDED_POOL_SIZE, url: embedded.url }))
+  ).pipe(
+    Layer.provideMerge(EmbeddedPostgres({ dataDir: options.dataDir, maxConnections: EMBEDDED_POOL_SIZE + 2 }))
   )
 
 /** Whether the database answers a query now. */

@@ -49,8 +49,13 @@ export const EmbeddedTestDatabase = (poolSize = 4, proxy?: TcpProxy) =>
   proxy === undefined
     ? Database.layerEmbedded({ dataDir: Option.none(), poolSize, retry })
     : Layer.unwrapEffect(
-      Effect.map(Embedded, (embedded) => Database.layerUrl({ url: through(embedded.url, proxy), poolSize, retry }))
-    ).pipe(Layer.provideMerge(EmbeddedPostgres({ dataDir: Option.none(), maxConnections: poolSize + 2 })))
+      Effect.map(Embedded, (embedded) =>
+        Database.layerUrl({ url: through(embedded.url, proxy), poolSize: Database.EMBEDDED_POOL_SIZE, retry }))
+    ).pipe(
+      Layer.provideMerge(
+        EmbeddedPostgres({ dataDir: Option.none(), maxConnections: Database.EMBEDDED_POOL_SIZE + 2 })
+      )
+    )
 
 export const PostgresTestDatabase = (adminUrl: string, poolSize = 4, proxy?: TcpProxy) =>
   Layer.unwrapScoped(
