@@ -1,0 +1,210 @@
+/**
+ * The control endpoints both benchmark servers expose on a second loopback
+ * port, so the load generator drives agent-chat and the raw `ws` baseline
+ * with the same harness: the same synthetic events, the same publisher
+ * (burst in chunks, or open loop at a fixed rate) and the same statistics.
+ */
+import { randomUUID } from "node:crypto"
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { AddressInfo } from "node:net"
+import { setImmediate as yieldToLoop } from "node:timers/promises"
+import type { EventType, StoredEvent } from "../../src/domain/Events.ts"
+import {
+  eventData,
+  type EventSize,
+  now,
+  type PublishRequest,
+  type PublishResult,
+  READY_PREFIX,
+  type ServerKind,
+  type StatsResult
+} from "./common.ts"
+
+export interface Draft {
+  readonly event_type: EventType
+  readonly data: unknown
+}
+
+/** What a benchmark server must provide; everything else is this module's. */
+export interface BenchTarget {
+  readonly kind: ServerKind
+  readonly wsPort: number
+  readonly runId: string
+  readonly createThreads: (count: number) => Promise<ReadonlyArray<string>>
+  readonly head: (threadId: string) => Promise<number>
+  /** Delivers events live to the connections that joined their threads. */
+  readonly publish: (events: ReadonlyArray<StoredEvent>) => Promise<void>
+  /** Appends to the thread's log; the stored events carry their seqs. */
+  readonly append: (threadId: string, drafts: ReadonlyArray<Draft>) => Promise<ReadonlyArray<StoredEvent>>
+  readonly hubStats: () => Promise<StatsResult["hub"]>
+}
+
+const BURST_CHUNK = 100
+const APPEND_BATCH = 1000
+const MAX_EVENTS = 5_000_000
+
+const gc = (globalThis as { gc?: () => void }).gc
+
+export const collectGarbage = async () => {
+  if (gc === undefined) return
+  gc()
+  await yieldToLoop()
+  gc()
+}
+
+export const startControl = async (target: BenchTarget) => {
+  const lastSeq = new Map<string, number>()
+
+  const prepare = async (ids: ReadonlyArray<string>) => {
+    for (const id of ids) if (!lastSeq.has(id)) lastSeq.set(id, await target.head(id))
+  }
+
+  /** Contiguous seqs continuing from the thread's head, so joined connections accept them as live. */
+  const nextSeq = (threadId: string) => {
+    const seq = lastSeq.get(threadId)! + 1
+    lastSeq.set(threadId, seq)
+    return seq
+  }
+
+  const makeEvent = (threadId: string, seq: number, size: EventSize, t: number): StoredEvent => {
+    const { data, type } = eventData(size, t)
+    return {
+      event_id: randomUUID(),
+      thread_id: threadId,
+      run_id: target.runId,
+      seq,
+      timestamp: new Date().toISOString(),
+      event_type: type as EventType,
+      data
+    }
+  }
+
+  const burst = async (request: PublishRequest) => {
+    const ids = request.thread_ids
+    for (let i = 0; i < request.count;) {
+      const batch: Array<StoredEvent> = []
+      for (let j = 0; j < BURST_CHUNK && i < request.count; j++, i++) {
+        const threadId = ids[i % ids.length]!
+        batch.push(makeEvent(threadId, nextSeq(threadId), request.size, now()))
+      }
+      await target.publish(batch)
+      await yieldToLoop()
+    }
+  }
+
+  const stored = async (request: PublishRequest) => {
+    const ids = request.thread_ids
+    const perThread = Math.ceil(request.count / ids.length)
+    for (const threadId of ids) {
+      for (let done = 0; done < perThread;) {
+        const n = Math.min(APPEND_BATCH, perThread - done)
+        const drafts = Array.from({ length: n }, (): Draft => {
+          const { data, type } = eventData(request.size, now())
+          return { event_type: type as EventType, data }
+        })
+        const events = await target.append(threadId, drafts)
+        await target.publish(events)
+        done += n
+      }
+      lastSeq.set(threadId, await target.head(threadId))
+    }
+  }
+
+  /** Open loop: event i is due at start + i / rate and carries that time, whenever it actually goes out. */
+  const rated = async (request: PublishRequest, rate: number) => {
+    const ids = request.thread_ids
+    const interval = 1000 / rate
+    const start = now()
+    const giveUp = start + request.count * interval + 60_000
+    let i = 0
+    let maxLag = 0
+    await new Promise<void>((resolve) => {
+      const tick = () => {
+        const t = now()
+        const due = Math.min(request.count, Math.floor((t - start) / interval) + 1)
+        if (due > i) {
+          maxLag = Math.max(maxLag, t - (start + i * interval))
+          const batch: Array<StoredEvent> = []
+          for (; i < due; i++) {
+            const threadId = ids[i % ids.length]!
+            batch.push(makeEvent(threadId, nextSeq(threadId), request.size, start + i * interval))
+          }
+          void target.publish(batch)
+        }
+        if (i >= request.count || t > giveUp) resolve()
+        else setTimeout(tick, 1)
+      }
+      tick()
+    })
+    return { published: i, maxLag }
+  }
+
+  const publish = async (request: PublishRequest): Promise<PublishResult> => {
+    if (request.thread_ids.length === 0 || !(request.count > 0 && request.count <= MAX_EVENTS)) {
+      throw new Error("publish needs thread_ids and 0 < count <= 5e6")
+    }
+    if (request.store !== true) await prepare(request.thread_ids)
+    const cpuBefore = process.cpuUsage()
+    const startedAt = now()
+    let published = request.count
+    let maxLag = 0
+    if (request.store === true) await stored(request)
+    else if (request.mode === "rate") {
+      const rate = request.rate ?? 0
+      if (!(rate > 0)) throw new Error("rate mode needs a positive rate")
+      ;({ maxLag, published } = await rated(request, rate))
+    } else await burst(request)
+    const endedAt = now()
+    return {
+      published,
+      cpu_before: cpuBefore,
+      cpu_after: process.cpuUsage(),
+      started_at: startedAt,
+      ended_at: endedAt,
+      max_lag_ms: maxLag
+    }
+  }
+
+  const stats = async (): Promise<StatsResult> => {
+    const cpu = process.cpuUsage()
+    await collectGarbage()
+    return { cpu, memory: process.memoryUsage(), hub: await target.hubStats() }
+  }
+
+  const route = async (method: string, path: string, body: any): Promise<unknown> => {
+    if (method === "GET" && path === "/stats") return stats()
+    if (method === "GET" && path === "/cpu") return process.cpuUsage()
+    if (method === "POST" && path === "/gc") return collectGarbage().then(() => process.memoryUsage())
+    if (method === "POST" && path === "/threads") {
+      return { thread_ids: await target.createThreads(Math.min(100_000, Math.max(1, Number(body.count ?? 1)))) }
+    }
+    if (method === "POST" && path === "/publish") return publish(body as PublishRequest)
+    return undefined
+  }
+
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
+    let text = ""
+    request.on("data", (chunk: Buffer) => text += chunk.toString())
+    request.on("end", () => {
+      const reply = (status: number, value: unknown) => {
+        response.writeHead(status, { "content-type": "application/json" })
+        response.end(JSON.stringify(value))
+      }
+      Promise.resolve()
+        .then(() => route(request.method ?? "GET", request.url ?? "/", text.length > 0 ? JSON.parse(text) : {}))
+        .then(
+          (value) => value === undefined ? reply(404, { error: "not_found" }) : reply(200, value),
+          (error: unknown) => reply(500, { error: String(error) })
+        )
+    })
+  }
+
+  const server = createServer(handle)
+  server.requestTimeout = 0
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const controlPort = (server.address() as AddressInfo).port
+  process.stdout.write(
+    `${READY_PREFIX}${JSON.stringify({ kind: target.kind, wsPort: target.wsPort, controlPort, pid: process.pid })}\n`
+  )
+  return server
+}

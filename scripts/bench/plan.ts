@@ -1,0 +1,88 @@
+/**
+ * The sizes of each workload (full or `--quick`), their deadlines, and the
+ * open-file limit that caps the connection counts.
+ */
+import { readFileSync } from "node:fs"
+import type { WorkloadName } from "./report.ts"
+import type { LoadSpec } from "./workloads.ts"
+
+/** Descriptors a process needs besides its connections (listeners, the database, stdio, node itself). */
+const RESERVED_FILES = 512
+const TARGET_CONNECTIONS = 10_000
+
+/** The soft open-file limit (node raises it to the hard limit at startup, and so do the children). */
+export const limits = () => {
+  let openFiles = Number.POSITIVE_INFINITY
+  try {
+    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"))
+    const soft = line?.split(/\s{2,}/)[1]
+    if (soft !== undefined && soft !== "unlimited") openFiles = Number(soft)
+  } catch {
+    // not Linux: no cap known
+  }
+  const maxConnections = Math.max(100, Math.min(TARGET_CONNECTIONS, openFiles - RESERVED_FILES))
+  const notes = maxConnections < TARGET_CONNECTIONS
+    ? [
+      `the open-file limit is ${openFiles}: connection counts are capped at ${maxConnections} ` +
+      `(raise it with \`ulimit -n 20000\` to run 10,000 connections)`
+    ]
+    : []
+  return { openFiles, maxConnections, notes }
+}
+
+export interface Plan {
+  readonly specs: Record<WorkloadName, LoadSpec>
+  readonly deadlines: Record<WorkloadName, number>
+  readonly fanoutCounts: ReadonlyArray<number>
+  /** Connections the memory workload must hold. */
+  readonly held: number
+}
+
+export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
+  const cap = (n: number) => Math.min(n, maxConnections)
+  const high = cap(quick ? 2_000 : 10_000)
+  const fanoutCounts = [1, 10, 100, 1000].map(cap)
+  return {
+    held: high,
+    fanoutCounts,
+    specs: {
+      memory: { workload: "memory", low: Math.floor(high / 2), high, holdMs: quick ? 1_000 : 2_000 },
+      fanout: {
+        workload: "fanout",
+        counts: fanoutCounts,
+        sizes: ["delta", "tool"],
+        deliveries: quick ? { delta: 20_000, tool: 10_000 } : { delta: 100_000, tool: 50_000 },
+        maxEvents: quick ? 5_000 : 20_000
+      },
+      latency: {
+        workload: "latency",
+        connections: cap(1_000),
+        threads: cap(1_000),
+        fixedRate: 10_000,
+        fixedMs: quick ? 2_000 : 5_000,
+        ladder: quick ? [5_000, 20_000] : [2_000, 5_000, 10_000, 20_000, 40_000, 80_000],
+        stepMs: quick ? 1_000 : 2_000,
+        bisect: quick ? 0 : 2,
+        p99LimitMs: 10,
+        warmupMs: quick ? 200 : 500
+      },
+      connect: {
+        workload: "connect",
+        setupCount: cap(quick ? 500 : 2_000),
+        setupConcurrency: 100,
+        stormConnections: cap(quick ? 1_000 : 5_000),
+        stormThreads: quick ? 100 : 500,
+        stormMissed: 20,
+        stormConcurrency: cap(quick ? 1_000 : 5_000)
+      },
+      replay: { workload: "replay", events: quick ? 2_000 : 10_000, joins: quick ? 1 : 3 }
+    },
+    deadlines: {
+      memory: 240_000,
+      fanout: 300_000,
+      latency: 300_000,
+      connect: 300_000,
+      replay: 180_000
+    }
+  }
+}

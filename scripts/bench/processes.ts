@@ -1,0 +1,141 @@
+/**
+ * The benchmark's child processes: a server (agent-chat or raw ws) pinned
+ * to core 0 and a load generator pinned to core 1 with `taskset`. Every
+ * wait has a deadline, and every child is tracked so that it is killed at
+ * the end, on error or on a signal.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { READY_PREFIX, type ReadyLine, RESULT_PREFIX, type ServerKind, withDeadline } from "./common.ts"
+import type { LoadResult } from "./workloads.ts"
+
+const SERVER_CORE = "0"
+const LOAD_CORE = "1"
+const SERVER_START_MS = 60_000
+const STOP_GRACE_MS = 3_000
+const OUTPUT_TAIL = 20_000
+
+export interface RunningServer {
+  readonly child: ChildProcess
+  readonly ready: ReadyLine
+  readonly output: () => string
+  /** Set once the process has exited: how. */
+  readonly exited: () => string | undefined
+}
+
+export class Processes {
+  readonly pinned: boolean
+  readonly notes: Array<string> = []
+  private readonly children = new Set<ChildProcess>()
+
+  constructor(private readonly root: string, cpus: number) {
+    const taskset = spawnSync("taskset", ["-c", LOAD_CORE, "true"]).status === 0
+    this.pinned = taskset && cpus >= 2
+    if (!this.pinned) {
+      this.notes.push(
+        `not pinned (${taskset ? `only ${cpus} CPU` : "taskset unavailable"}): server and load share the CPUs`
+      )
+    }
+  }
+
+  private spawn(core: string, args: ReadonlyArray<string>): ChildProcess {
+    const command = this.pinned ? "taskset" : process.execPath
+    const argv = this.pinned ? ["-c", core, process.execPath, ...args] : [...args]
+    const child = spawn(command, argv, { cwd: this.root, stdio: ["ignore", "pipe", "pipe"], env: process.env })
+    this.children.add(child)
+    child.once("exit", () => this.children.delete(child))
+    return child
+  }
+
+  private static capture(child: ChildProcess) {
+    let output = ""
+    const append = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-OUTPUT_TAIL)
+    }
+    child.stdout?.on("data", append)
+    child.stderr?.on("data", append)
+    return () => output
+  }
+
+  /** Lines of stdout that start with `prefix`, as JSON. */
+  private static linesWith(child: ChildProcess, prefix: string, onLine: (json: unknown) => void) {
+    let buffered = ""
+    child.stdout?.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString()
+      let newline = buffered.indexOf("\n")
+      while (newline >= 0) {
+        const line = buffered.slice(0, newline)
+        buffered = buffered.slice(newline + 1)
+        if (line.startsWith(prefix)) onLine(JSON.parse(line.slice(prefix.length)))
+        newline = buffered.indexOf("\n")
+      }
+      if (buffered.length > 10_000_000) buffered = ""
+    })
+  }
+
+  async startServer(kind: ServerKind): Promise<RunningServer> {
+    const file = kind === "baseline" ? "scripts/bench/baseline.ts" : "scripts/bench/server.ts"
+    const child = this.spawn(SERVER_CORE, ["--expose-gc", "--import", "tsx", file])
+    const output = Processes.capture(child)
+    let exited: string | undefined
+    const ready = new Promise<ReadyLine>((resolve, reject) => {
+      Processes.linesWith(child, READY_PREFIX, (json) => resolve(json as ReadyLine))
+      child.once("exit", (code, signal) => {
+        exited = `code ${code} signal ${signal}`
+        reject(new Error(`the ${kind} server exited (${exited}) before it was ready:\n${output().slice(-3000)}`))
+      })
+    })
+    try {
+      return {
+        child,
+        ready: await withDeadline(ready, SERVER_START_MS, `${kind} server start`),
+        output,
+        exited: () => exited
+      }
+    } catch (error) {
+      await this.stop({ child })
+      throw error
+    }
+  }
+
+  async runLoad(server: RunningServer, spec: unknown, deadlineMs: number): Promise<LoadResult> {
+    const input = { wsPort: server.ready.wsPort, controlPort: server.ready.controlPort, deadlineMs, spec }
+    const child = this.spawn(LOAD_CORE, [
+      "--expose-gc",
+      "--import",
+      "tsx",
+      "scripts/bench/load.ts",
+      JSON.stringify(input)
+    ])
+    const output = Processes.capture(child)
+    const result = new Promise<LoadResult>((resolve, reject) => {
+      let found: LoadResult | undefined
+      Processes.linesWith(child, RESULT_PREFIX, (json) => found = json as LoadResult)
+      child.once("exit", (code, signal) => {
+        if (found !== undefined) resolve(found)
+        else {reject(
+            new Error(`the load generator exited (code ${code} signal ${signal}) without a result:\n${output()}`)
+          )}
+      })
+    })
+    try {
+      return await withDeadline(result, deadlineMs + 15_000, "load generator")
+    } finally {
+      await this.stop({ child })
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */
+  async stop({ child }: { readonly child: ChildProcess }) {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()))
+    child.kill("SIGTERM")
+    await withDeadline(gone, STOP_GRACE_MS, "stop").catch(() => {
+      child.kill("SIGKILL")
+      return withDeadline(gone, STOP_GRACE_MS, "kill").catch(() => {})
+    })
+  }
+
+  killAll() {
+    for (const child of this.children) child.kill("SIGKILL")
+  }
+}

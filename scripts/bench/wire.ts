@@ -1,0 +1,121 @@
+/**
+ * A minimal WebSocket client on `net` for the load generator: the upgrade
+ * with a Bearer token, unmasked server frames parsed by their headers only,
+ * and each text frame handed over as a slice of the received buffer, so
+ * counting a delivery costs no allocation, no UTF-8 decoding and no
+ * JSON.parse. Pings are answered; frames are never fragmented by `ws`.
+ */
+import { randomBytes } from "node:crypto"
+import { connect, type Socket } from "node:net"
+
+export interface WireHandlers {
+  /** A text frame: bytes [start, end) of `buf`, valid only during the call. */
+  readonly onText: (buf: Buffer, start: number, end: number) => void
+  readonly onClose: (hadError: boolean) => void
+}
+
+export class UpgradeRefused extends Error {}
+
+const HEADER_END = Buffer.from("\r\n\r\n")
+const ZERO_MASK = Buffer.alloc(4)
+
+/** A client frame: masked, as the protocol requires; a zero key leaves the payload as it is. */
+const frame = (opcode: number, payload: Buffer): Buffer => {
+  const n = payload.length
+  if (n > 0xffff) throw new Error("client frames are small")
+  const head = n < 126
+    ? Buffer.from([0x80 | opcode, 0x80 | n])
+    : Buffer.from([0x80 | opcode, 0x80 | 126, n >> 8, n & 255])
+  return Buffer.concat([head, ZERO_MASK, payload])
+}
+
+export class WireConnection {
+  private pending: Buffer | null = null
+  private upgraded = false
+  closed = false
+
+  private constructor(readonly socket: Socket, private readonly handlers: WireHandlers) {}
+
+  /** Resolves once the server has answered 101; rejects with the refusal or the socket error. */
+  static open(port: number, token: string, handlers: WireHandlers): Promise<WireConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = connect({ port, host: "127.0.0.1", noDelay: true })
+      const connection = new WireConnection(socket, handlers)
+      let head: Buffer = Buffer.alloc(0)
+      const onHandshake = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk])
+        const end = head.indexOf(HEADER_END)
+        if (end < 0) {
+          if (head.length > 16_384) socket.destroy(new UpgradeRefused("oversized upgrade response"))
+          return
+        }
+        socket.off("data", onHandshake)
+        const status = head.toString("latin1", 0, head.indexOf("\r\n"))
+        if (!/^HTTP\/1\.1 101 /.test(status)) {
+          socket.destroy()
+          return reject(new UpgradeRefused(`${status} ${head.toString("utf8", end + 4)}`))
+        }
+        connection.upgraded = true
+        socket.on("data", (data: Buffer) => connection.onData(data))
+        resolve(connection)
+        if (end + 4 < head.length) connection.onData(head.subarray(end + 4))
+      }
+      socket.on("data", onHandshake)
+      socket.once("error", (error) => {
+        if (!connection.upgraded) reject(error)
+      })
+      socket.once("close", (hadError) => {
+        connection.closed = true
+        if (!connection.upgraded) reject(new Error("closed during the upgrade"))
+        else handlers.onClose(hadError)
+      })
+      socket.write(
+        "GET /ws HTTP/1.1\r\n" +
+          `Host: 127.0.0.1:${port}\r\n` +
+          "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\n` +
+          "Sec-WebSocket-Version: 13\r\n" +
+          `Authorization: Bearer ${token}\r\n\r\n`
+      )
+    })
+  }
+
+  send(text: string) {
+    if (!this.closed) this.socket.write(frame(1, Buffer.from(text)))
+  }
+
+  /** Drops the connection without a close handshake, as a crashed client or a lost network would. */
+  destroy() {
+    this.socket.destroy()
+  }
+
+  private onData(chunk: Buffer) {
+    const buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
+    this.pending = null
+    const n = buf.length
+    let off = 0
+    while (n - off >= 2) {
+      const b0 = buf[off]!
+      let len = buf[off + 1]! & 0x7f
+      let header = 2
+      if (len === 126) {
+        if (n - off < 4) break
+        len = buf.readUInt16BE(off + 2)
+        header = 4
+      } else if (len === 127) {
+        if (n - off < 10) break
+        len = buf.readUInt32BE(off + 2) * 2 ** 32 + buf.readUInt32BE(off + 6)
+        header = 10
+      }
+      const start = off + header
+      const end = start + len
+      if (end > n) break
+      const opcode = b0 & 0x0f
+      if (opcode === 1) this.handlers.onText(buf, start, end)
+      else if (opcode === 9 && !this.closed) this.socket.write(frame(10, buf.subarray(start, end)))
+      else if (opcode === 8) this.socket.end()
+      off = end
+    }
+    if (off < n) this.pending = buf.subarray(off)
+  }
+}

@@ -1,0 +1,356 @@
+/**
+ * The five workloads, as run by the load generator against either server.
+ * Each returns flat metrics (null when a figure could not be measured or
+ * the load generator saturated its core), notes, and details for the JSON.
+ */
+import {
+  cpuMicros,
+  type CpuTimes,
+  type EventSize,
+  median,
+  now,
+  type PublishRequest,
+  type PublishResult,
+  quantile,
+  sleep,
+  type StatsResult
+} from "./common.ts"
+import { type Client, numberAfter, type Pool } from "./pool.ts"
+
+/** The load generator's own CPU over a window, as a fraction of its core; at or above this it is the bottleneck. */
+export const SATURATED = 0.9
+
+export type LoadSpec =
+  | { readonly workload: "memory"; readonly low: number; readonly high: number; readonly holdMs: number }
+  | {
+    readonly workload: "fanout"
+    readonly counts: ReadonlyArray<number>
+    readonly sizes: ReadonlyArray<EventSize>
+    readonly deliveries: Readonly<Record<EventSize, number>>
+    readonly maxEvents: number
+  }
+  | {
+    readonly workload: "latency"
+    readonly connections: number
+    readonly threads: number
+    readonly fixedRate: number
+    readonly fixedMs: number
+    readonly ladder: ReadonlyArray<number>
+    readonly stepMs: number
+    readonly bisect: number
+    readonly p99LimitMs: number
+    readonly warmupMs: number
+  }
+  | {
+    readonly workload: "connect"
+    readonly setupCount: number
+    readonly setupConcurrency: number
+    readonly stormConnections: number
+    readonly stormThreads: number
+    readonly stormMissed: number
+    readonly stormConcurrency: number
+  }
+  | { readonly workload: "replay"; readonly events: number; readonly joins: number }
+
+export type Metrics = Record<string, number | null>
+
+export interface LoadResult {
+  readonly metrics: Metrics
+  readonly notes: Array<string>
+  readonly details: Record<string, unknown>
+}
+
+export interface Control {
+  readonly threads: (count: number) => Promise<ReadonlyArray<string>>
+  readonly publish: (request: PublishRequest) => Promise<PublishResult>
+  readonly stats: () => Promise<StatsResult>
+  /** The server's CPU times, without the garbage collection `stats` forces. */
+  readonly cpu: () => Promise<CpuTimes>
+}
+
+export interface Env {
+  readonly pool: Pool
+  readonly control: Control
+  readonly result: LoadResult
+}
+
+/** Measures the load generator's CPU over a window. */
+const loadMeter = () => {
+  const cpu = process.cpuUsage()
+  const t0 = now()
+  return () => cpuMicros(process.cpuUsage(cpu)) / ((now() - t0) * 1000)
+}
+
+const OPEN_CONCURRENCY = 200
+const KB = 1024
+
+export const memory = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "memory" }>) => {
+  const meter = loadMeter()
+  const first = await pool.open(spec.low, OPEN_CONCURRENCY)
+  await sleep(500)
+  const at5k = await control.stats()
+  const second = await pool.open(spec.high - spec.low, OPEN_CONCURRENCY)
+  const loadCpu = meter()
+  await sleep(500)
+  const at10k = await control.stats()
+  // Idle connections should cost no CPU: whatever the server burns while nothing happens is overhead.
+  const idleFrom = await control.cpu()
+  const idleStart = now()
+  await sleep(spec.holdMs)
+  const idleCpu = (cpuMicros(await control.cpu()) - cpuMicros(idleFrom)) / ((now() - idleStart) * 1000)
+  const held = pool.clients.filter((c) => c.connection !== undefined && !c.connection.closed).length
+  const added = at10k.hub.connections - at5k.hub.connections
+  const per = (a: number, b: number) => added > 0 ? (b - a) / added / KB : null
+  Object.assign(result.metrics, {
+    rss_kb: per(at5k.memory.rss, at10k.memory.rss),
+    heap_kb: per(at5k.memory.heapUsed, at10k.memory.heapUsed),
+    external_kb: per(at5k.memory.external, at10k.memory.external),
+    held,
+    idle_cpu: idleCpu,
+    errors: first.failed + second.failed + pool.unexpectedCloses + pool.errorFrames,
+    open_rate: (first.clients.length + second.clients.length) / ((first.elapsedMs + second.elapsedMs) / 1000),
+    load_cpu: loadCpu
+  })
+  result.details.memory = { at_low: at5k, at_high: at10k }
+}
+
+export const fanout = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "fanout" }>) => {
+  const opened = await pool.open(Math.max(...spec.counts), OPEN_CONCURRENCY)
+  if (opened.failed > 0) result.notes.push(`fanout: ${opened.failed} connections failed to open`)
+  const cases: Array<Record<string, unknown>> = []
+  for (const size of spec.sizes) {
+    for (const n of spec.counts) {
+      const key = `${size}_${n}`
+      const [threadId] = await control.threads(1)
+      const members = opened.clients.slice(0, n)
+      await Promise.all(members.map((c) => pool.join(c, threadId!)))
+      const events = Math.max(1, Math.min(spec.maxEvents, Math.ceil(spec.deliveries[size] / members.length)))
+      const expected = events * members.length
+      const target = pool.totalEvents + expected
+      const meter = loadMeter()
+      const t0 = now()
+      const published = control.publish({ thread_ids: [threadId!], count: events, size, mode: "burst" })
+      let complete = true
+      await pool.waitFor(() => pool.totalEvents >= target, 120_000, `fan-out ${key}`).catch((error) => {
+        complete = false
+        result.notes.push(`fanout ${key}: ${String(error)}; ${pool.totalEvents - (target - expected)}/${expected}`)
+      })
+      const elapsed = now() - t0
+      const loadCpu = meter()
+      const publish = await published
+      const stats = await control.stats()
+      const saturated = loadCpu >= SATURATED
+      if (saturated) result.notes.push(`fanout ${key}: load generator saturated (${loadCpu.toFixed(2)} of a core)`)
+      const valid = complete && !saturated
+      result.metrics[`fanout_${key}_dps`] = valid ? expected / (elapsed / 1000) : null
+      result.metrics[`fanout_${key}_cpu_us`] = valid
+        ? (cpuMicros(stats.cpu) - cpuMicros(publish.cpu_before)) / expected
+        : null
+      result.metrics[`fanout_${key}_load_cpu`] = loadCpu
+      cases.push({ size, connections: n, events, expected, elapsed_ms: elapsed, load_cpu: loadCpu, complete })
+      await sleep(200)
+    }
+  }
+  result.details.fanout = cases
+}
+
+const T_KEY = Buffer.from("\"t\":")
+
+interface Step {
+  readonly rate: number
+  readonly p50: number
+  readonly p99: number
+  readonly p999: number
+  readonly lost: number
+  readonly loadCpu: number
+  readonly serverCpu: number
+  readonly maxLagMs: number
+}
+
+/** One open-loop run at `rate` events/s spread over the threads, every connection live in one of them. */
+const latencyStep = async (
+  { control, pool }: Env,
+  threadIds: ReadonlyArray<string>,
+  rate: number,
+  durationMs: number,
+  warmupMs: number
+): Promise<Step> => {
+  const count = Math.max(1, Math.round(rate * durationMs / 1000))
+  const due = new Float64Array(count)
+  const took = new Float64Array(count)
+  let n = 0
+  pool.onEvent = (buf, start, end) => {
+    if (n < count) {
+      const t = numberAfter(buf, T_KEY, start, end)
+      due[n] = t
+      took[n++] = now() - t
+    }
+  }
+  const target = pool.totalEvents + count
+  const meter = loadMeter()
+  const t0 = now()
+  const publish = await control.publish({ thread_ids: threadIds, count, size: "delta", mode: "rate", rate })
+  await pool.waitFor(() => pool.totalEvents >= target, 2_000, "latency").catch(() => {})
+  const loadCpu = meter()
+  const wall = now() - t0
+  const stats = await control.stats()
+  pool.onEvent = undefined
+  const kept: Array<number> = []
+  for (let i = 0; i < n; i++) if (due[i]! >= publish.started_at + warmupMs) kept.push(took[i]!)
+  const sorted = Float64Array.from(kept).sort()
+  return {
+    rate,
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
+    p999: quantile(sorted, 0.999),
+    lost: count - n,
+    loadCpu,
+    serverCpu: (cpuMicros(stats.cpu) - cpuMicros(publish.cpu_before)) / (wall * 1000),
+    maxLagMs: publish.max_lag_ms
+  }
+}
+
+export const latency = async (env: Env, spec: Extract<LoadSpec, { workload: "latency" }>) => {
+  const { control, pool, result } = env
+  const opened = await pool.open(spec.connections, OPEN_CONCURRENCY)
+  const threadIds = await control.threads(spec.threads)
+  await Promise.all(opened.clients.map((c, i) => pool.join(c, threadIds[i % threadIds.length]!)))
+  const steps: Array<Step> = []
+  const run = async (rate: number, ms: number) => {
+    const step = await latencyStep(env, threadIds, rate, ms, spec.warmupMs)
+    steps.push(step)
+    await sleep(300)
+    return step
+  }
+  const fixed = await run(spec.fixedRate, spec.fixedMs)
+  const fixedSaturated = fixed.loadCpu >= SATURATED
+  if (fixedSaturated) result.notes.push(`latency: load generator saturated at ${spec.fixedRate}/s`)
+  if (fixed.lost > 0) result.notes.push(`latency: ${fixed.lost} events not received at ${spec.fixedRate}/s`)
+  Object.assign(result.metrics, {
+    p50_ms: fixedSaturated ? null : fixed.p50,
+    p99_ms: fixedSaturated ? null : fixed.p99,
+    p999_ms: fixedSaturated ? null : fixed.p999,
+    lost: fixed.lost,
+    server_cpu: fixed.serverCpu,
+    load_cpu: fixed.loadCpu
+  })
+  // The highest rate whose p99 stays under the limit: climb the ladder, then bisect between pass and fail.
+  const passes = (s: Step) => s.lost === 0 && s.p99 <= spec.p99LimitMs
+  let best: number | null = null
+  let failed: number | null = null
+  let limitedBy: "server" | "load" | "none" = "none"
+  for (const rate of spec.ladder) {
+    const step = await run(rate, spec.stepMs)
+    if (step.loadCpu >= SATURATED) {
+      limitedBy = "load"
+      break
+    }
+    if (!passes(step)) {
+      failed = rate
+      limitedBy = "server"
+      break
+    }
+    best = rate
+  }
+  for (let i = 0; i < spec.bisect && best !== null && failed !== null && limitedBy === "server"; i++) {
+    const rate = Math.round(Math.sqrt(best * failed) / 100) * 100
+    if (rate <= best || rate >= failed) break
+    const step = await run(rate, spec.stepMs)
+    if (step.loadCpu >= SATURATED) break
+    if (passes(step)) best = rate
+    else failed = rate
+  }
+  if (limitedBy === "load") result.notes.push(`latency: load generator saturated; max rate is a lower bound`)
+  if (limitedBy === "none") result.notes.push(`latency: every rate of the ladder passed; max rate is a lower bound`)
+  result.metrics.max_rate = best
+  result.details.latency = { steps, limited_by: limitedBy }
+}
+
+export const connect = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "connect" }>) => {
+  const setup = await pool.open(spec.setupCount, spec.setupConcurrency)
+  const sortedSetup = Float64Array.from(setup.setupMs).sort()
+  result.metrics.setup_rate = setup.clients.length / (setup.elapsedMs / 1000)
+  result.metrics.setup_p99_ms = quantile(sortedSetup, 0.99)
+  await pool.closeAll()
+  await waitConnections(control, 0)
+
+  // The storm: every connection drops at once while events are stored, then all reconnect and replay.
+  pool.trackSeq = true
+  const opened = await pool.open(spec.stormConnections, OPEN_CONCURRENCY)
+  const threadIds = await control.threads(spec.stormThreads)
+  await Promise.all(opened.clients.map((c, i) => pool.join(c, threadIds[i % threadIds.length]!)))
+  const before = opened.clients.map((c) => ({ threadId: c.threadId!, lastSeq: c.lastSeq }))
+  await pool.closeAll()
+  await waitConnections(control, 0)
+  await control.publish({
+    thread_ids: threadIds,
+    count: spec.stormThreads * spec.stormMissed,
+    size: "delta",
+    mode: "burst",
+    store: true
+  })
+  const failuresBefore = pool.failures
+  const meter = loadMeter()
+  const t0 = now()
+  let lastWelcome = t0
+  let next = 0
+  const reconnectOne = async (): Promise<void> => {
+    while (next < before.length) {
+      const { lastSeq, threadId } = before[next++]!
+      try {
+        const client = await pool.connect(undefined, 60_000)
+        lastWelcome = Math.max(lastWelcome, now())
+        client.wantSeq = lastSeq + spec.stormMissed
+        pool.clients.push(client)
+        await pool.join(client, threadId, lastSeq, 60_000)
+      } catch (error) {
+        pool.noteError(error)
+      }
+    }
+  }
+  const workers = Array.from({ length: Math.min(spec.stormConcurrency, before.length) }, reconnectOne)
+  const caughtUp = pool.waitFor(() => pool.caughtUp >= before.length, 90_000, "storm catch-up").catch((error) => {
+    result.notes.push(`storm: ${String(error)}; ${pool.caughtUp}/${before.length} caught up`)
+  })
+  await Promise.all(workers)
+  await caughtUp
+  const done = now()
+  Object.assign(result.metrics, {
+    storm_reconnect_s: (lastWelcome - t0) / 1000,
+    storm_catchup_s: pool.caughtUp >= before.length ? (done - t0) / 1000 : null,
+    storm_errors: pool.failures - failuresBefore + pool.errorFrames + pool.unexpectedCloses,
+    storm_gaps: pool.clients.reduce((sum, c: Client) => sum + c.gaps, 0),
+    storm_load_cpu: meter()
+  })
+  result.details.storm = { connections: before.length, caught_up: pool.caughtUp, errors: pool.errors }
+}
+
+const waitConnections = async (control: Control, count: number) => {
+  for (let i = 0; i < 150; i++) {
+    if ((await control.stats()).hub.connections <= count) return
+    await sleep(100)
+  }
+  throw new Error(`the server still holds more than ${count} connections after 15 s`)
+}
+
+export const replay = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "replay" }>) => {
+  const [threadId] = await control.threads(1)
+  await control.publish({ thread_ids: [threadId!], count: spec.events, size: "delta", mode: "burst", store: true })
+  pool.trackSeq = true
+  const times: Array<number> = []
+  for (let j = 0; j < spec.joins; j++) {
+    const [client] = (await pool.open(1, 1)).clients
+    if (client === undefined) throw new Error("replay: cannot connect")
+    client.wantSeq = spec.events
+    const t0 = now()
+    const caughtUp = pool.caughtUp
+    await pool.join(client, threadId!, 0)
+    await pool.waitFor(() => pool.caughtUp > caughtUp, 60_000, "replay")
+    times.push(now() - t0)
+    if (client.gaps > 0) result.notes.push(`replay: ${client.gaps} gaps or duplicates`)
+    await pool.closeAll()
+  }
+  result.metrics.replay_ms = median(times)
+  result.metrics.replay_first_ms = times[0] ?? null
+  result.details.replay = { times_ms: times }
+}
