@@ -74,7 +74,9 @@ export class Processes {
 
   async startServer(kind: ServerKind): Promise<RunningServer> {
     const file = kind === "baseline" ? "scripts/bench/baseline.ts" : "scripts/bench/server.ts"
-    const child = this.spawn(SERVER_CORE, ["--expose-gc", "--import", "tsx", file])
+    // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each server process there (on a clean exit).
+    const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
+    const child = this.spawn(SERVER_CORE, ["--expose-gc", ...profile, "--import", "tsx", file])
     const output = Processes.capture(child)
     let exited: string | undefined
     const ready = new Promise<ReadyLine>((resolve, reject) => {
