@@ -120,6 +120,7 @@ const target: BenchTarget = {
   kind: "baseline",
   wsPort: (http.address() as AddressInfo).port,
   runId: randomUUID(),
+  store: "serialised events in a JavaScript array",
   createThreads: (count) => {
     const ids = Array.from({ length: count }, () => randomUUID())
     for (const id of ids) threads.set(id, { head: 0, log: [], sockets: new Set() })

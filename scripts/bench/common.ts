@@ -21,6 +21,8 @@ export interface ReadyLine {
   readonly wsPort: number
   readonly controlPort: number
   readonly pid: number
+  /** What stores the events: agent-chat's database, or the baseline's array. */
+  readonly store: string
 }
 
 /** Event sizes of the spec: a 100-byte response delta and a 4 KB tool result. */

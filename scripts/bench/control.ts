@@ -30,6 +30,7 @@ export interface BenchTarget {
   readonly kind: ServerKind
   readonly wsPort: number
   readonly runId: string
+  readonly store: string
   readonly createThreads: (count: number) => Promise<ReadonlyArray<string>>
   readonly head: (threadId: string) => Promise<number>
   /** Delivers events live to the connections that joined their threads. */
@@ -204,7 +205,9 @@ export const startControl = async (target: BenchTarget) => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const controlPort = (server.address() as AddressInfo).port
   process.stdout.write(
-    `${READY_PREFIX}${JSON.stringify({ kind: target.kind, wsPort: target.wsPort, controlPort, pid: process.pid })}\n`
+    `${READY_PREFIX}${
+      JSON.stringify({ kind: target.kind, wsPort: target.wsPort, controlPort, pid: process.pid, store: target.store })
+    }\n`
   )
   return server
 }

@@ -5,7 +5,9 @@
  * 0 and 1 was not the benchmark's own during a run ("foreign"), and waits,
  * within a bounded budget, for the cores to be quiet before a run starts.
  */
+import { execFileSync } from "node:child_process"
 import { readFileSync } from "node:fs"
+import { availableParallelism, cpus, release } from "node:os"
 import { sleep } from "./common.ts"
 
 /** /proc times are in USER_HZ ticks, 100 per second on Linux. */
@@ -96,4 +98,16 @@ export class Machine {
       this.waitedMs += Date.now() - started
     }
   }
+}
+
+/** The CPU model, core count, kernel and node version, for the table's caption. */
+export const describeMachine = () => {
+  let model = cpus()[0]?.model ?? "unknown CPU"
+  try {
+    const line = execFileSync("lscpu", { encoding: "utf8" }).split("\n").find((l) => l.startsWith("Model name:"))
+    if (line !== undefined) model = line.slice("Model name:".length).trim()
+  } catch {
+    // no lscpu: keep what node reports
+  }
+  return { cpu: model, cores: availableParallelism(), kernel: release(), node: process.version }
 }

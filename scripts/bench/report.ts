@@ -162,6 +162,7 @@ const cell = (s: Spread, suffix = "") =>
 const targetText = (t: Target | undefined) =>
   t === undefined ? "" : `${t.on === "ratio" ? "ratio" : "value"} ${t.op === "<=" ? "≤" : "≥"} ${t.limit}`
 
+/** A Markdown table: medians, with the spread over trials as [min–max] when it is not a single value. */
 export const table = (rows: ReadonlyArray<Row>): string => {
   const header = ["workload", "metric", "unit", "raw ws", "agent-chat", "ratio", "target", ""]
   const lines = rows.map((r) => [
@@ -174,7 +175,7 @@ export const table = (rows: ReadonlyArray<Row>): string => {
     targetText(r.target),
     r.pass === null ? "" : r.pass ? "ok" : "MISS"
   ])
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)))
-  const render = (cells: ReadonlyArray<string>) => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()
+  const widths = header.map((h, i) => Math.max(3, h.length, ...lines.map((l) => l[i]!.length)))
+  const render = (cells: ReadonlyArray<string>) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`
   return [render(header), render(widths.map((w) => "-".repeat(w))), ...lines.map(render)].join("\n")
 }

@@ -13,7 +13,7 @@ import { availableParallelism } from "node:os"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { type ServerKind } from "./common.ts"
-import { Machine, processTicks } from "./machine.ts"
+import { describeMachine, Machine, processTicks } from "./machine.ts"
 import { limits, type Plan, planSpecs } from "./plan.ts"
 import { Processes } from "./processes.ts"
 import { metricDefs, summarise, table, type TrialResults, type WorkloadName } from "./report.ts"
@@ -60,8 +60,11 @@ log(`bench: ${quick ? "quick, " : ""}${trials} trial(s) of ${workloads.join(", "
 const CONTENDED = 0.25
 const QUIET = 0.1
 
+const stores: Partial<Record<ServerKind, string>> = {}
+
 const runOnce = async (kind: ServerKind, workload: WorkloadName): Promise<LoadResult | { error: string }> => {
   const server = await processes.startServer(kind)
+  stores[kind] = server.ready.store
   try {
     const serverTicks = processTicks(server.child.pid)
     const window = machine.window()
@@ -135,17 +138,25 @@ for (const [workload, entries] of Object.entries(results)) {
   }
 }
 
+const host = describeMachine()
+const caption = [
+  `${host.cpu}, ${host.cores} cores, Linux ${host.kernel}, node ${host.node}; ` +
+  `${processes.pinned ? "server on core 0, load generator on core 1 (taskset)" : "not pinned"}, loopback.`,
+  `${trials} trial(s)${quick ? " (quick sizes)" : ""}, baseline and agent-chat alternating; median [min–max] over ` +
+  "trials; ratio = agent-chat / raw ws of the same trial.",
+  `agent-chat stores events in ${stores["agent-chat"] ?? "?"}; raw ws in ${stores.baseline ?? "?"}.`
+].join("\n")
 const text = table(rows)
-console.log(`\n${text}\n`)
-if (notes.length > 0) console.log(`notes:\n${notes.map((n) => `  - ${n}`).join("\n")}\n`)
+console.log(`\n${caption}\n\n${text}\n`)
+if (notes.length > 0) console.log(`Notes:\n\n${notes.map((n) => `- ${n}`).join("\n")}\n`)
 mkdirSync(dirname(out), { recursive: true })
 writeFileSync(
   out,
   JSON.stringify(
     {
       date: new Date().toISOString(),
-      node: process.version,
-      cpus,
+      machine: host,
+      stores,
       pinned: processes.pinned,
       quick,
       trials,
@@ -155,6 +166,7 @@ writeFileSync(
       specs: plan.specs,
       rows,
       notes,
+      caption,
       table: text,
       trials_raw: results
     },

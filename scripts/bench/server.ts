@@ -5,22 +5,29 @@
  * test secret), plus the control endpoints of `control.ts`, which publish
  * through `WebSocketHub.publish` and store through `Threads.append`.
  *
+ * The database is the embedded PGlite in a fresh temporary data directory,
+ * or a fresh database on the PostgreSQL server at BENCH_DATABASE_URL.
+ *
  *   node --expose-gc --import tsx scripts/bench/server.ts
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { randomUUID } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { server as serverGraph } from "../../layers/Graph.ts"
 import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
 import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
 import { AuthLive } from "../../src/auth/Auth.ts"
 import { BrokerInProcess } from "../../src/broker/Broker.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
+import * as Database from "../../src/database/Database.ts"
 import { Threads } from "../../src/database/Threads.ts"
 import type { EventDraft } from "../../src/domain/Events.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
 import { WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
-import { TestDatabaseLive } from "../../test/utils/TestDatabase.ts"
+import { PostgresTestDatabase } from "../../test/utils/TestDatabase.ts"
 import { BENCH_USER } from "./common.ts"
 import { type BenchTarget, startControl } from "./control.ts"
 
@@ -34,9 +41,17 @@ const overrides: Partial<AppConfigShape> = {
 }
 const config = makeTestConfig(overrides)
 
+const postgresUrl = process.env.BENCH_DATABASE_URL
+const dataDir = postgresUrl ? undefined : mkdtempSync(join(tmpdir(), "agent-chat-bench-"))
+if (dataDir !== undefined) process.on("exit", () => rmSync(dataDir, { recursive: true, force: true }))
+const retry = { attempts: 3, baseDelay: Duration.millis(100), maxElapsed: Duration.seconds(10) }
+const database = postgresUrl
+  ? PostgresTestDatabase(postgresUrl, config.databasePoolSize)
+  : Database.layerEmbedded({ dataDir: Option.fromNullable(dataDir), poolSize: config.databasePoolSize, retry })
+
 const graph = serverGraph({
   config: AppConfigTest(overrides),
-  database: TestDatabaseLive(config.databasePoolSize),
+  database,
   broker: BrokerInProcess,
   auth: AuthLive({
     secret: Option.getOrThrow(config.jwtSecret),
@@ -59,6 +74,9 @@ const main = Effect.gen(function*() {
     kind: "agent-chat",
     wsPort: address.port,
     runId: randomUUID(),
+    store: postgresUrl
+      ? `a fresh database on PostgreSQL at ${new URL(postgresUrl).host}`
+      : "embedded PGlite in a temporary data directory",
     createThreads: async (count) => {
       const ids: Array<string> = []
       for (let i = 0; i < count; i++) {
