@@ -5,9 +5,11 @@
  * the end, on error or on a signal.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { setPriority } from "node:os"
 import { READY_PREFIX, type ReadyLine, RESULT_PREFIX, type ServerKind, withDeadline } from "./common.ts"
 import type { LoadResult } from "./workloads.ts"
 
+const PRIORITY = -10
 const SERVER_CORE = "0"
 const LOAD_CORE = "1"
 const SERVER_START_MS = 60_000
@@ -34,6 +36,12 @@ export class Processes {
       this.notes.push(
         `not pinned (${taskset ? `only ${cpus} CPU` : "taskset unavailable"}): server and load share the CPUs`
       )
+    }
+    // Children inherit the niceness: other work on a shared machine then disturbs the figures less.
+    try {
+      setPriority(PRIORITY)
+    } catch {
+      this.notes.push(`could not raise the priority to nice ${PRIORITY}: other processes compete at equal priority`)
     }
   }
 
