@@ -43,6 +43,7 @@ export interface BenchTarget {
 const BURST_CHUNK = 100
 const APPEND_BATCH = 1000
 const MAX_EVENTS = 5_000_000
+const RSS_SETTLE_MS = 250
 
 const gc = (globalThis as { gc?: () => void }).gc
 
@@ -169,6 +170,8 @@ export const startControl = async (target: BenchTarget) => {
   const stats = async (): Promise<StatsResult> => {
     const cpu = process.cpuUsage()
     await collectGarbage()
+    // V8 returns freed pages to the system on background threads: RSS read at once still counts them.
+    await new Promise((resolve) => setTimeout(resolve, RSS_SETTLE_MS))
     return { cpu, memory: process.memoryUsage(), hub: await target.hubStats() }
   }
 

@@ -82,36 +82,68 @@ const loadMeter = () => {
 }
 
 const OPEN_CONCURRENCY = 200
+/** Readings of the memory workload after the first, evenly spaced between `low` and `high` connections. */
+const MEMORY_STEPS = 5
 const KB = 1024
 
+/** Least-squares slope of y over x. */
+const slope = (xs: ReadonlyArray<number>, ys: ReadonlyArray<number>): number | null => {
+  const n = xs.length
+  const mx = xs.reduce((a, b) => a + b, 0) / n
+  const my = ys.reduce((a, b) => a + b, 0) / n
+  let sxy = 0
+  let sxx = 0
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i]! - mx) * (ys[i]! - my)
+    sxx += (xs[i]! - mx) ** 2
+  }
+  return n > 1 && sxx > 0 ? sxy / sxx : null
+}
+
+/**
+ * Memory per idle connection: the slope of RSS and heap (after forced GC) over the connections held, fitted
+ * through several points between `low` and `high`, since one pair of RSS readings moves with heap pages the
+ * allocator happens to keep.
+ */
 export const memory = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "memory" }>) => {
   const meter = loadMeter()
   const first = await pool.open(spec.low, OPEN_CONCURRENCY)
   await sleep(500)
-  const at5k = await control.stats()
-  const second = await pool.open(spec.high - spec.low, OPEN_CONCURRENCY)
+  const points = [await control.stats()]
+  let failed = first.failed
+  let opened = first.clients.length
+  let openMs = first.elapsedMs
+  for (let step = 1; step <= MEMORY_STEPS; step++) {
+    const batch = await pool.open(Math.round((spec.high - spec.low) / MEMORY_STEPS), OPEN_CONCURRENCY)
+    failed += batch.failed
+    opened += batch.clients.length
+    openMs += batch.elapsedMs
+    await sleep(300)
+    points.push(await control.stats())
+  }
   const loadCpu = meter()
-  await sleep(500)
-  const at10k = await control.stats()
   // Idle connections should cost no CPU: whatever the server burns while nothing happens is overhead.
   const idleFrom = await control.cpu()
   const idleStart = now()
   await sleep(spec.holdMs)
   const idleCpu = (cpuMicros(await control.cpu()) - cpuMicros(idleFrom)) / ((now() - idleStart) * 1000)
   const held = pool.clients.filter((c) => c.connection !== undefined && !c.connection.closed).length
-  const added = at10k.hub.connections - at5k.hub.connections
-  const per = (a: number, b: number) => added > 0 ? (b - a) / added / KB : null
+  const xs = points.map((p) => p.hub.connections)
+  const per = (of: (m: NodeJS.MemoryUsage) => number) => {
+    const s = slope(xs, points.map((p) => of(p.memory)))
+    return s === null ? null : s / KB
+  }
   Object.assign(result.metrics, {
-    rss_kb: per(at5k.memory.rss, at10k.memory.rss),
-    heap_kb: per(at5k.memory.heapUsed, at10k.memory.heapUsed),
-    external_kb: per(at5k.memory.external, at10k.memory.external),
+    rss_kb: per((m) => m.rss),
+    heap_kb: per((m) => m.heapUsed),
+    external_kb: per((m) => m.external),
     held,
     idle_cpu: idleCpu,
-    errors: first.failed + second.failed + pool.unexpectedCloses + pool.errorFrames,
-    open_rate: (first.clients.length + second.clients.length) / ((first.elapsedMs + second.elapsedMs) / 1000),
+    errors: failed + pool.unexpectedCloses + pool.errorFrames,
+    open_rate: opened / (openMs / 1000),
     load_cpu: loadCpu
   })
-  result.details.memory = { at_low: at5k, at_high: at10k }
+  result.details.memory = { points: points.map((p) => ({ connections: p.hub.connections, ...p.memory })) }
 }
 
 export const fanout = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "fanout" }>) => {
