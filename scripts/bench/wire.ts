@@ -29,6 +29,15 @@ const frame = (opcode: number, payload: Buffer): Buffer => {
   return Buffer.concat([head, ZERO_MASK, payload])
 }
 
+/** Header plus payload length of the frame that starts `buf`, once its header is complete. */
+const frameSize = (buf: Buffer): number | undefined => {
+  if (buf.length < 2) return undefined
+  const len = buf[1]! & 0x7f
+  if (len < 126) return 2 + len
+  if (len === 126) return buf.length < 4 ? undefined : 4 + buf.readUInt16BE(2)
+  return buf.length < 10 ? undefined : 10 + buf.readUInt32BE(2) * 2 ** 32 + buf.readUInt32BE(6)
+}
+
 export class WireConnection {
   private pending: Buffer | null = null
   private upgraded = false
@@ -89,9 +98,22 @@ export class WireConnection {
     this.socket.destroy()
   }
 
+  /**
+   * A frame cut by the end of the last read is completed with just the bytes it lacks, so a stream of 4 KB
+   * frames does not copy every 64 KB read a second time.
+   */
   private onData(chunk: Buffer) {
-    const buf = this.pending === null ? chunk : Buffer.concat([this.pending, chunk])
+    const pending = this.pending
+    if (pending === null) return this.parse(chunk)
     this.pending = null
+    const total = frameSize(pending)
+    if (total === undefined || pending.length + chunk.length < total) return this.parse(Buffer.concat([pending, chunk]))
+    const lacking = total - pending.length
+    this.parse(Buffer.concat([pending, chunk.subarray(0, lacking)]))
+    if (lacking < chunk.length) this.parse(chunk.subarray(lacking))
+  }
+
+  private parse(buf: Buffer) {
     const n = buf.length
     let off = 0
     while (n - off >= 2) {
