@@ -5,7 +5,9 @@
  * the end, on error or on a signal.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
-import { setPriority } from "node:os"
+import { mkdtempSync, rmSync } from "node:fs"
+import { setPriority, tmpdir } from "node:os"
+import { join } from "node:path"
 import { READY_PREFIX, type ReadyLine, RESULT_PREFIX, type ServerKind, withDeadline } from "./common.ts"
 import type { LoadResult } from "./workloads.ts"
 
@@ -28,6 +30,8 @@ export class Processes {
   readonly pinned: boolean
   readonly notes: Array<string> = []
   private readonly children = new Set<ChildProcess>()
+  /** The servers' temporary files (the embedded database) go here, removed with the children. */
+  private readonly tmp = mkdtempSync(join(tmpdir(), "agent-chat-bench-"))
 
   constructor(private readonly root: string, cpus: number) {
     const taskset = spawnSync("taskset", ["-c", LOAD_CORE, "true"]).status === 0
@@ -48,7 +52,11 @@ export class Processes {
   private spawn(core: string, args: ReadonlyArray<string>): ChildProcess {
     const command = this.pinned ? "taskset" : process.execPath
     const argv = this.pinned ? ["-c", core, process.execPath, ...args] : [...args]
-    const child = spawn(command, argv, { cwd: this.root, stdio: ["ignore", "pipe", "pipe"], env: process.env })
+    const child = spawn(command, argv, {
+      cwd: this.root,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, BENCH_TMPDIR: this.tmp }
+    })
     this.children.add(child)
     child.once("exit", () => this.children.delete(child))
     return child
@@ -147,5 +155,6 @@ export class Processes {
 
   killAll() {
     for (const child of this.children) child.kill("SIGKILL")
+    rmSync(this.tmp, { recursive: true, force: true })
   }
 }

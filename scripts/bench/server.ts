@@ -42,7 +42,7 @@ const overrides: Partial<AppConfigShape> = {
 const config = makeTestConfig(overrides)
 
 const postgresUrl = process.env.BENCH_DATABASE_URL
-const dataDir = postgresUrl ? undefined : mkdtempSync(join(tmpdir(), "agent-chat-bench-"))
+const dataDir = postgresUrl ? undefined : mkdtempSync(join(process.env.BENCH_TMPDIR ?? tmpdir(), "pglite-"))
 if (dataDir !== undefined) process.on("exit", () => rmSync(dataDir, { recursive: true, force: true }))
 const retry = { attempts: 3, baseDelay: Duration.millis(100), maxElapsed: Duration.seconds(10) }
 const database = postgresUrl
