@@ -125,6 +125,8 @@ export const churnScenario = async (config: ChurnConfig, budget: Budget): Promis
       growth_kb: Math.round(growth / 1024),
       bound_kb: Math.round(config.heapBoundBytes / 1024),
       slope_kb_per_checkpoint: Math.round(trend / 1024),
+      checkpoint_min_kb: Math.round(Math.min(...heaps) / 1024),
+      checkpoint_max_kb: Math.round(Math.max(...heaps) / 1024),
       checkpoints: heaps.length
     }
     return [
@@ -140,7 +142,9 @@ export const churnScenario = async (config: ChurnConfig, budget: Budget): Promis
         `churn: flat heap (growth under ${config.heapBoundBytes / MB} MB, no upward trend across checkpoints)`,
         growth < config.heapBoundBytes && trend < config.heapBoundBytes / CHECKPOINTS,
         heap,
-        `heap grew ${(growth / MB).toFixed(1)} MB, ${(trend / MB).toFixed(2)} MB per checkpoint`
+        `heap grew ${(growth / MB).toFixed(1)} MB, ${(trend / MB).toFixed(2)} MB per checkpoint; checkpoints (MB): ${
+          heaps.map((h) => (h / MB).toFixed(1)).join(" ")
+        }`
       )
     ]
   } finally {

@@ -44,7 +44,7 @@ export const scenarios = (seed: number, scale: number) => [
     name: "stall",
     budgetMs: 180_000,
     run: (budget: Budget) =>
-      stallScenario({ seed, rounds: atLeast(1, 3 * scale), readers: 3, pieces: 400, pieceBytes: 64 * 1024 }, budget)
+      stallScenario({ seed, rounds: atLeast(1, 3 * scale), readers: 3, pieces: 160, pieceBytes: 64 * 1024 }, budget)
   },
   {
     name: "isolation",
