@@ -132,7 +132,9 @@ export class Connection {
         this.armExpiry(Date.now())
       }
     }, Math.max(0, wait))
-    this.expiryTimer.unref?.()
+    // Not unref'd: Node keeps the list of an unref'd timer's duration after clearTimeout until that
+    // duration elapses, and each connection's duration is distinct, so closed connections left one list
+    // each behind for up to the token's lifetime. The open socket keeps the process alive anyway.
   }
 
   /** Closes once everything queued so far has been handed to the socket (shutdown: 1001 after the last events). */
