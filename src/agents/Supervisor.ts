@@ -150,7 +150,8 @@ const make = Effect.gen(function*() {
           Effect.retry(reconnectSchedule(databaseCheck)),
           Effect.flatMap(settle),
           Effect.onInterrupt(() => settle(Option.none())),
-          Effect.annotateLogs({ thread_id: threadId, run_id: runId }),
+          // Forked from the run's exit handler, which is uninterruptible: opt in, so shutdown can stop it.
+          Effect.interruptible,
           Effect.forkIn(scope)
         )
         return store.pipe(

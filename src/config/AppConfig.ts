@@ -155,7 +155,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   }),
   databaseCheck: Config.all({
     interval: millis("DATABASE_CHECK_MS", 2_000, "how often the database is checked after startup"),
-    timeout: millis("DATABASE_CHECK_TIMEOUT_MS", 2_000, "a check slower than this counts as the database lost"),
+    timeout: millis("DATABASE_CHECK_TIMEOUT_MS", 5_000, "a check slower than this fails"),
     reconnectBase: millis("DATABASE_RECONNECT_BASE_MS", 200, "first reconnect delay once the database is lost"),
     reconnectMax: millis("DATABASE_RECONNECT_MAX_MS", 5_000, "longest delay between reconnect attempts")
   }),

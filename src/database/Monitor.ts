@@ -1,12 +1,12 @@
 /**
  * DatabaseMonitor: whether the database answers, after startup. One fiber
- * checks it on an interval; once a check fails the database is `lost`:
+ * checks it on an interval; once two checks in a row fail it is `lost`:
  * readiness reports `degraded`, new messages are refused with `unavailable`,
  * and the fiber tries again on the reconnect `Schedule` until it answers.
  * Anyone whose query failed can `nudge` it to check at once.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Clock, Context, Effect, Layer, Metric, Queue } from "effect"
+import { Clock, Context, Effect, Layer, Metric, Queue, Schedule } from "effect"
 import { AppConfig, reconnectSchedule } from "../config/AppConfig.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
 import * as Metrics from "../metrics/Metrics.ts"
@@ -46,10 +46,14 @@ export const DatabaseMonitorLive: Layer.Layer<DatabaseMonitor, never, AppConfig 
         Effect.asVoid
       )
 
+      // Lost only after two failed checks in a row: a busy database may miss one check's deadline.
+      const confirmed = check.pipe(
+        Effect.retry(Schedule.spaced(databaseCheck.reconnectBase).pipe(Schedule.intersect(Schedule.recurs(1))))
+      )
       const whileUp = Queue.take(nudges).pipe(
         Effect.timeout(databaseCheck.interval),
         Effect.ignore,
-        Effect.zipRight(check),
+        Effect.zipRight(confirmed),
         Effect.forever
       )
       const whileLost = check.pipe(

@@ -1,4 +1,4 @@
-import { afterAll, expect, layer } from "@effect/vitest"
+import { afterAll, expect, layer, onTestFinished } from "@effect/vitest"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { expectRunShape } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
@@ -41,10 +41,12 @@ layer(TestServer.layer({ model: gatedModel(gate, 2), databaseProxy: proxy }), {
         await alice.waitFor((f) => f.type === "event" && f.event_type === "agent_thinking")
 
         proxy.cut()
+        onTestFinished(() => proxy.restore())
         const degraded = await until(async () => {
           const r = await readiness(server)
-          return r.body.status === "degraded" ? r : undefined
-        }, "degraded")
+          // Degraded as soon as a check fails; lost (with since when) once two in a row have.
+          return r.body.status === "degraded" && r.body.components.database.since !== undefined ? r : undefined
+        }, "the database marked lost")
         expect(degraded.status).toBe(503)
         expect(degraded.body.components.database).toMatchObject({ status: "down" })
         expect(degraded.body.components.database.reason).toMatch(/the database does not answer/)

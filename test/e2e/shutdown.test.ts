@@ -2,15 +2,16 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
+import { TcpProxy } from "../utils/TcpProxy.ts"
 import { TestServer } from "../utils/TestServer.ts"
 import { sign } from "../utils/tokens.ts"
 
 /** Starts a server in a scope of its own, so the test decides when it shuts down. */
-const start = (gate: Gate, grace: Duration.Duration) =>
+const start = (gate: Gate, grace: Duration.Duration, databaseProxy?: TcpProxy) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
     const context = yield* Layer.buildWithScope(
-      TestServer.layer({ model: gatedModel(gate, 3), config: { shutdownGrace: grace } }),
+      TestServer.layer({ model: gatedModel(gate, 3), config: { shutdownGrace: grace }, databaseProxy }),
       scope
     )
     return { server: Context.get(context, TestServer), scope }
@@ -72,4 +73,22 @@ describe("graceful shutdown", () => {
       expect(terminal.data.message).toMatch(/shut down/)
       expect((yield* Effect.promise(() => alice.waitClose())).code).toBe(1001)
     }))
+
+  it.live("still shuts down, closing with 1001, while the database is lost", () =>
+    Effect.gen(function*() {
+      const proxy = yield* Effect.acquireRelease(Effect.promise(() => TcpProxy.start()), (p) =>
+        Effect.promise(() => p.close()))
+      const gate = new Gate()
+      const { scope, server } = yield* start(gate, Duration.millis(300), proxy)
+      const alice = yield* Effect.promise(async () =>
+        ChatClient.connect(server.wsUrl, { token: await sign("alice") })
+      )
+      const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread" }))
+      yield* Effect.promise(() => alice.request({ type: "send_message", thread_id, content: "stuck" }))
+      yield* Effect.promise(() => alice.waitFor((f) => f.type === "event" && f.event_type === "agent_thinking"))
+      proxy.cut()
+      // The run's end cannot be stored now (the next process will close the run); shutdown must not wait for it.
+      yield* Scope.close(scope, Exit.void)
+      expect((yield* Effect.promise(() => alice.waitClose())).code).toBe(1001)
+    }).pipe(Effect.scoped))
 })

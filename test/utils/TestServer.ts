@@ -30,7 +30,7 @@ export interface TestServerOptions {
   /** Provide the dev-token issuer, as development mode does (default true). */
   readonly devTokens?: boolean
   /** Reach the database through this proxy, to cut it off mid-test. */
-  readonly databaseProxy?: TcpProxy
+  readonly databaseProxy?: TcpProxy | undefined
 }
 
 export interface TestServerShape {
