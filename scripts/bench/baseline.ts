@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage } from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
-import type { StoredEvent } from "../../src/domain/Events.ts"
+import { encodeEnvelope, type StoredEvent } from "../../src/domain/Events.ts"
 import { benchSecret } from "./common.ts"
 import { type BenchTarget, startControl } from "./control.ts"
 
@@ -29,17 +29,8 @@ const verifyOptions = { algorithms: ["HS256"], clockTolerance: 5, requiredClaims
 const threads = new Map<string, ThreadState>()
 let connections = 0
 
-const encode = (event: StoredEvent) =>
-  JSON.stringify({
-    type: "event",
-    event_type: event.event_type,
-    event_id: event.event_id,
-    thread_id: event.thread_id,
-    run_id: event.run_id,
-    seq: event.seq,
-    timestamp: event.timestamp,
-    data: event.data
-  })
+// The same envelope bytes agent-chat sends, serialised once per event.
+const encode = encodeEnvelope
 
 const refuse = (socket: Duplex, status: number, error: string) => {
   const body = JSON.stringify({ error, reason: error })

@@ -38,7 +38,8 @@ const rootCause = (error: unknown): unknown => {
   return current
 }
 
-const describeCause = (error: unknown): string => {
+/** The innermost cause of an error, as one line, for logs and health reports. */
+export const describeCause = (error: unknown): string => {
   const cause = rootCause(error)
   if (cause instanceof Error) {
     const code = (cause as { code?: unknown }).code

@@ -10,6 +10,7 @@ import { Clock, Context, Effect, Layer, Metric, Queue, Schedule } from "effect"
 import { AppConfig, reconnectSchedule } from "../config/AppConfig.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
 import * as Metrics from "../metrics/Metrics.ts"
+import { describeCause } from "./Database.ts"
 
 export class DatabaseMonitor extends Context.Tag("agent-chat/DatabaseMonitor")<DatabaseMonitor, {
   /** False from a failed check until a check succeeds again. */
@@ -18,16 +19,6 @@ export class DatabaseMonitor extends Context.Tag("agent-chat/DatabaseMonitor")<D
   readonly nudge: Effect.Effect<void>
   readonly health: Effect.Effect<ComponentHealth>
 }>() {}
-
-const describe = (error: unknown): string => {
-  let current = error
-  for (let i = 0; i < 8 && current !== null && typeof current === "object" && "cause" in current; i++) {
-    const next = (current as { cause: unknown }).cause
-    if (next === undefined) break
-    current = next
-  }
-  return current instanceof Error ? current.message || current.name : String(current)
-}
 
 export const DatabaseMonitorLive: Layer.Layer<DatabaseMonitor, never, AppConfig | SqlClient.SqlClient> = Layer
   .scoped(
@@ -61,7 +52,7 @@ export const DatabaseMonitorLive: Layer.Layer<DatabaseMonitor, never, AppConfig 
           Effect.sync(() => {
             if (lost !== undefined) {
               lost.attempts++
-              lost.reason = describe(error)
+              lost.reason = describeCause(error)
             }
           })
         ),
@@ -70,7 +61,7 @@ export const DatabaseMonitorLive: Layer.Layer<DatabaseMonitor, never, AppConfig 
       const monitor = Effect.gen(function*() {
         for (;;) {
           const error = yield* Effect.flip(whileUp)
-          lost = { since: yield* Clock.currentTimeMillis, reason: describe(error), attempts: 1 }
+          lost = { since: yield* Clock.currentTimeMillis, reason: describeCause(error), attempts: 1 }
           yield* Metric.increment(Metrics.databaseLost)
           yield* Effect.logError("database lost; new messages are refused until it answers again").pipe(
             Effect.annotateLogs({ component: "database", reason: lost.reason })
