@@ -246,9 +246,7 @@ export const framesScenario = async (config: FramesConfig, budget: Budget): Prom
       note(`server not serving after the frames: ${errorMessage(error)}`)
     }
   } finally {
-    counts.server_errors_logged = server.logs.errors
-    problems.push(...server.logs.first)
-    await server.close()
+    await server.closeReporting(counts, problems)
   }
   return [
     invariant(

@@ -153,9 +153,7 @@ export const isolationScenario = async (config: IsolationConfig, budget: Budget)
   } catch (error) {
     note(`scenario failed: ${errorMessage(error)}`)
   } finally {
-    counts.server_errors_logged = server.logs.errors
-    problems.push(...server.logs.first)
-    await server.close()
+    await server.closeReporting(counts, problems)
   }
   return [
     invariant(

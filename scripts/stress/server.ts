@@ -33,6 +33,8 @@ export interface StressServer {
   readonly connect: (userId: string, timeoutMs?: number) => Promise<StressClient>
   readonly fetchAs: (userId: string, path: string) => Promise<Response>
   readonly close: () => Promise<void>
+  /** Copies what the server logged into a scenario's report (errors counted, the first messages), then closes it. */
+  readonly closeReporting: (counts: { server_errors_logged: number }, problems: Array<string>) => Promise<void>
 }
 
 export interface StressServerOptions {
@@ -99,6 +101,11 @@ export const startServer = async (options: StressServerOptions = {}): Promise<St
     return signed
   }
 
+  const close = async () => {
+    for (const client of clients) client.terminate()
+    await Effect.runPromise(Scope.close(scope, Exit.void).pipe(Effect.timeout("20 seconds"), Effect.ignore))
+  }
+
   return {
     wsUrl: server.wsUrl,
     httpUrl: server.httpUrl,
@@ -115,9 +122,11 @@ export const startServer = async (options: StressServerOptions = {}): Promise<St
     },
     fetchAs: async (userId, path) =>
       fetch(`${server.httpUrl}${path}`, { headers: { authorization: `Bearer ${await token(userId)}` } }),
-    close: async () => {
-      for (const client of clients) client.terminate()
-      await Effect.runPromise(Scope.close(scope, Exit.void).pipe(Effect.timeout("20 seconds"), Effect.ignore))
+    close,
+    closeReporting: (counts, problems) => {
+      counts.server_errors_logged = logs.errors
+      problems.push(...logs.first)
+      return close()
     }
   }
 }

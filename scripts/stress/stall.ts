@@ -131,9 +131,7 @@ export const stallScenario = async (config: StallConfig, budget: Budget): Promis
       counts.rounds++
     }
   } finally {
-    counts.server_errors_logged = server.logs.errors
-    problems.push(...server.logs.first)
-    await server.close()
+    await server.closeReporting(counts, problems)
   }
   return [
     invariant(
