@@ -39,8 +39,9 @@ export class Supervisor extends Context.Tag("agent-chat/Supervisor")<Supervisor,
   readonly cancel: (principal: Principal, runId: string) => Effect.Effect<void, RequestError | DatabaseError>
   readonly activeRuns: Effect.Effect<number>
   /**
-   * Shutdown: lets active runs finish for up to `grace`, then cancels the rest; returns once every run
-   * has stored its terminal event. New runs can still start meanwhile: the caller stops taking them.
+   * Shutdown: refuses new messages (`busy`), lets active runs finish for up to `grace`, then cancels the
+   * rest; returns once every run has ended (a run whose end cannot be stored for want of the database is
+   * left to the next process, which closes it at startup).
    */
   readonly drain: (grace: Duration.Duration) => Effect.Effect<void>
   readonly health: Effect.Effect<ComponentHealth>
@@ -112,12 +113,12 @@ const make = Effect.gen(function*() {
     )
   )
 
-  yield* Effect.addFinalizer(() =>
-    Effect.suspend(() => {
-      shuttingDown = true
-      return Fiber.interruptAll([...runs.values()].map((run) => run.fiber))
-    })
-  )
+  /** Cancels every run still going; each ends with `agent_error` `cancelled` "the server shut down". */
+  const cancelAll = Effect.suspend(() => {
+    shuttingDown = true
+    return Fiber.interruptAll([...runs.values()].map((run) => run.fiber))
+  })
+  yield* Effect.addFinalizer(() => cancelAll)
 
   const start = (threadId: string, runId: string, messageId: string, latch: Deferred.Deferred<void>) =>
     Effect.gen(function*() {
@@ -246,10 +247,7 @@ const make = Effect.gen(function*() {
       Effect.interruptible,
       Effect.timeout(grace),
       Effect.ignore,
-      Effect.zipRight(Effect.suspend(() => {
-        shuttingDown = true
-        return Fiber.interruptAll([...runs.values()].map((run) => run.fiber))
-      })),
+      Effect.zipRight(cancelAll),
       Effect.withSpan("Supervisor.drain")
     )
 

@@ -1,9 +1,10 @@
 /**
  * DatabaseMonitor: whether the database answers, after startup. One fiber
  * checks it on an interval; once two checks in a row fail it is `lost`:
- * readiness reports `degraded`, new messages are refused with `unavailable`,
+ * readiness and `/metrics` report it down with the reason and since when,
  * and the fiber tries again on the reconnect `Schedule` until it answers.
- * Anyone whose query failed can `nudge` it to check at once.
+ * Anyone whose query failed can `nudge` it to check at once. (Requests
+ * that need the database meanwhile fail on their own, with `unavailable`.)
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Context, Effect, Layer, Metric, Queue, Schedule } from "effect"
@@ -63,9 +64,10 @@ export const DatabaseMonitorLive: Layer.Layer<DatabaseMonitor, never, AppConfig 
           const error = yield* Effect.flip(whileUp)
           lost = { since: yield* Clock.currentTimeMillis, reason: describeCause(error), attempts: 1 }
           yield* Metric.increment(Metrics.databaseLost)
-          yield* Effect.logError("database lost; new messages are refused until it answers again").pipe(
-            Effect.annotateLogs({ component: "database", reason: lost.reason })
-          )
+          yield* Effect.logError("database lost; requests that need it fail with unavailable until it answers again")
+            .pipe(
+              Effect.annotateLogs({ component: "database", reason: lost.reason })
+            )
           yield* whileLost
           const downFor = (yield* Clock.currentTimeMillis) - lost.since
           lost = undefined

@@ -58,26 +58,37 @@ const metrics = Effect.gen(function*() {
     .describe("agentchat_component_up", "gauge", "1 when the component answers its health check, else 0")
     .sample("agentchat_component_up", databaseUp, { component: "database" })
     .sample("agentchat_component_up", brokerUp, { component: "broker" })
-    .describe("agentchat_connections_open", "gauge", "open WebSocket connections")
-    .sample("agentchat_connections_open", stats.connections)
-    .describe("agentchat_thread_joins", "gauge", "threads joined, summed over connections")
-    .sample("agentchat_thread_joins", stats.subscriptions)
-    .describe("agentchat_connections_total", "counter", "WebSocket connections accepted")
-    .sample("agentchat_connections_total", counters.connects)
-    .describe("agentchat_frames_in_total", "counter", "frames received from clients")
-    .sample("agentchat_frames_in_total", counters.framesIn)
-    .describe("agentchat_frames_out_total", "counter", "frames written to clients")
-    .sample("agentchat_frames_out_total", counters.framesOut)
-    .describe("agentchat_events_delivered_total", "counter", "live events queued to connections")
-    .sample("agentchat_events_delivered_total", counters.eventsDelivered)
-    .describe("agentchat_events_dropped_total", "counter", "frames discarded with a slow consumer (it replays them)")
-    .sample("agentchat_events_dropped_total", counters.eventsDropped)
-    .describe("agentchat_slow_consumer_closes_total", "counter", "connections closed with 1013")
-    .sample("agentchat_slow_consumer_closes_total", counters.slowConsumerCloses)
+    .single("agentchat_connections_open", "gauge", "open WebSocket connections", stats.connections)
+    .single("agentchat_thread_joins", "gauge", "threads joined, summed over connections", stats.subscriptions)
+    .single("agentchat_connections_total", "counter", "WebSocket connections accepted", counters.connects)
+    .single("agentchat_frames_in_total", "counter", "frames received from clients", counters.framesIn)
+    .single("agentchat_frames_out_total", "counter", "frames written to clients", counters.framesOut)
+    .single(
+      "agentchat_events_delivered_total",
+      "counter",
+      "live events queued to connections",
+      counters.eventsDelivered
+    )
+    .single(
+      "agentchat_events_dropped_total",
+      "counter",
+      "frames discarded with a slow consumer (it replays them)",
+      counters.eventsDropped
+    )
+    .single(
+      "agentchat_slow_consumer_closes_total",
+      "counter",
+      "connections closed with 1013",
+      counters.slowConsumerCloses
+    )
     .describe("agentchat_outbox_depth", "histogram", "frames a connection's outbox held when flushed")
     .buckets("agentchat_outbox_depth", counters.outboxDepth)
-    .describe("agentchat_runs_active", "gauge", "agent runs in progress on this node")
-    .sample("agentchat_runs_active", yield* (yield* Supervisor).activeRuns)
+    .single(
+      "agentchat_runs_active",
+      "gauge",
+      "agent runs in progress on this node",
+      yield* (yield* Supervisor).activeRuns
+    )
     .effectMetrics(yield* Metric.snapshot, "agentchat_")
   return HttpServerResponse.text(text.toString(), { contentType: "text/plain; version=0.0.4; charset=utf-8" })
 })

@@ -38,6 +38,11 @@ export class PrometheusText {
     return this
   }
 
+  /** A metric with one unlabelled sample: its HELP and TYPE, then the value. */
+  single(name: string, type: "counter" | "gauge", help: string, value: number | bigint) {
+    return this.describe(name, type, help).sample(name, value)
+  }
+
   histogram(
     name: string,
     buckets: ReadonlyArray<readonly [number, number]>,

@@ -65,11 +65,6 @@ export class Connection {
     return this.closing
   }
 
-  /** Frames queued and not yet handed to the socket. */
-  get queued() {
-    return this.queue.length
-  }
-
   /** Queues a frame; a full outbox means the client fell too far behind: close 1013, it will replay. */
   push(frame: Frame): boolean {
     if (this.closing) return false

@@ -30,6 +30,20 @@ layer(TestServer.layer({ model: gatedModel(gate, 2), databaseProxy: proxy }), {
   excludeTestServices: true,
   timeout: 60_000
 })("the database lost at runtime", (it) => {
+  it.effect("is not declared lost for one failed check: a blip is retried before anything degrades", () =>
+    withServer(async (server) => {
+      proxy.blip(1)
+      // The monitor's next check meets the refused connection, then checks again and gets through.
+      await until(async () => proxy.refused >= 1 ? true : undefined, "a check to meet the blip")
+      await until(
+        async () => (await readiness(server)).status === 200 ? true : undefined,
+        "the database to answer again"
+      )
+      const metrics = await (await server.fetch("/metrics")).text()
+      expect(metrics).toMatch(/agentchat_component_up\{component="database"\} 1/)
+      expect(metrics).not.toMatch(/agentchat_database_lost_total [1-9]/)
+    }))
+
   it.effect(
     "degrades, refuses new messages with unavailable, ends the run it broke, keeps connections, recovers by itself",
     () =>

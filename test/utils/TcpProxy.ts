@@ -9,6 +9,9 @@ export class TcpProxy {
   /** Where connections go; set once the database's address is known. */
   target: { host: string; port: number } | undefined
   private refusing = false
+  private refuseNext = 0
+  /** Connections refused so far. */
+  refused = 0
   private readonly open = new Set<Socket>()
 
   private constructor(private readonly server: Server, readonly port: number) {
@@ -27,7 +30,11 @@ export class TcpProxy {
   }
 
   private accept(client: Socket) {
-    if (this.refusing || this.target === undefined) return client.resetAndDestroy()
+    if (this.refusing || this.refuseNext > 0 || this.target === undefined) {
+      if (this.refuseNext > 0) this.refuseNext--
+      this.refused++
+      return client.resetAndDestroy()
+    }
     const upstream = new Socket()
     this.open.add(client).add(upstream)
     const end = () => {
@@ -47,6 +54,13 @@ export class TcpProxy {
   /** The database is gone: open connections are reset, new ones refused. */
   cut() {
     this.refusing = true
+    for (const socket of this.open) socket.resetAndDestroy()
+    this.open.clear()
+  }
+
+  /** A blip: open connections are reset and the next `attempts` refused; later ones get through. */
+  blip(attempts: number) {
+    this.refuseNext = attempts
     for (const socket of this.open) socket.resetAndDestroy()
     this.open.clear()
   }
