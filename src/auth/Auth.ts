@@ -3,11 +3,12 @@
  * whether a principal may see a thread. Unknown and forbidden threads look
  * the same to the caller, so existence does not leak.
  */
-import { Context, Data, Duration, Effect, Layer, Option } from "effect"
+import { Context, Data, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { errors as JoseErrors, jwtVerify } from "jose"
 import { Threads } from "../database/Threads.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import { RequestError, type StartupError } from "../domain/Errors.ts"
+import { describe, Identifier } from "../domain/Frames.ts"
 import { type KeyOptions, makeKeyResolver } from "./Keys.ts"
 
 export interface Principal {
@@ -56,6 +57,8 @@ const describeJoseError = (error: unknown): string => {
   return "invalid token"
 }
 
+const decodeUserId = Schema.decodeUnknownEither(Identifier)
+
 const make = (options: AuthOptions) =>
   Effect.gen(function*() {
     const threads = yield* Threads
@@ -78,13 +81,18 @@ const make = (options: AuthOptions) =>
             ? new AuthError({ reason: "the token key set is unavailable", unavailable: true })
             : new AuthError({ reason: describeJoseError(error) })
       }).pipe(
+        // The user id goes into every query the connection makes: one that could not be a stored id
+        // (a NUL, which PostgreSQL refuses) is the token's fault, refused here rather than as an outage later.
         Effect.flatMap(({ payload }) =>
-          typeof payload.sub === "string" && payload.sub.length > 0 && payload.sub.length <= 128
-            ? Effect.succeed<Principal>({
-              userId: payload.sub,
-              expiresAt: Option.map(Option.fromNullable(payload.exp), (exp) => exp * 1000 + skewMillis)
-            })
-            : Effect.fail(new AuthError({ reason: "token \"sub\" must be a user id" }))
+          Either.match(decodeUserId(payload.sub), {
+            onLeft: (error) =>
+              Effect.fail(new AuthError({ reason: `token "sub" is not a user id: ${describe(error)}` })),
+            onRight: (userId) =>
+              Effect.succeed<Principal>({
+                userId,
+                expiresAt: Option.map(Option.fromNullable(payload.exp), (exp) => exp * 1000 + skewMillis)
+              })
+          })
         ),
         Effect.withSpan("Auth.verify")
       )

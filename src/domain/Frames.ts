@@ -4,8 +4,19 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 
-const Identifier = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128))
-export const RequestId = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64))
+/**
+ * Any string a client sends. PostgreSQL's `text` refuses U+0000 (NUL), and a query with a refused
+ * parameter fails like an outage: `unavailable`, and the database monitor checks at once. Refused
+ * here, a NUL is the client's mistake, answered as one, before any SQL. Nothing else needs refusing:
+ * the other control characters are stored as sent, and node-pg's UTF-8 encoding turns a lone
+ * surrogate (which JSON.parse accepts) into U+FFFD rather than failing.
+ */
+export const Text = Schema.String.pipe(
+  Schema.filter((s) => !s.includes("\u0000"), { message: () => "must not contain U+0000 (NUL)" })
+)
+/** A user, thread or run id, wherever it comes from: a frame, a URL path, a token's `sub`. */
+export const Identifier = Text.pipe(Schema.minLength(1), Schema.maxLength(128))
+export const RequestId = Text.pipe(Schema.minLength(1), Schema.maxLength(64))
 
 export const MAX_CONTENT_CHARS = 16_000
 export const MAX_TITLE_CHARS = 200
@@ -19,7 +30,7 @@ export const Ping = Schema.Struct({
 export const CreateThread = Schema.Struct({
   type: Schema.Literal("create_thread"),
   id: RequestId,
-  title: Schema.optional(Schema.String.pipe(Schema.maxLength(MAX_TITLE_CHARS))),
+  title: Schema.optional(Text.pipe(Schema.maxLength(MAX_TITLE_CHARS))),
   members: Schema.optional(Schema.Array(Identifier).pipe(Schema.maxItems(MAX_MEMBERS)))
 })
 
@@ -40,7 +51,7 @@ export const SendMessage = Schema.Struct({
   type: Schema.Literal("send_message"),
   id: RequestId,
   thread_id: Identifier,
-  content: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_CONTENT_CHARS))
+  content: Text.pipe(Schema.minLength(1), Schema.maxLength(MAX_CONTENT_CHARS))
 })
 
 export const CancelRun = Schema.Struct({
@@ -53,7 +64,7 @@ export const CancelRun = Schema.Struct({
 export const RefreshToken = Schema.Struct({
   type: Schema.Literal("refresh_token"),
   id: RequestId,
-  token: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(8192))
+  token: Text.pipe(Schema.minLength(1), Schema.maxLength(8192))
 })
 
 export const ClientFrame = Schema.Union(
@@ -83,10 +94,11 @@ export interface FrameDecodeError {
   readonly message: string
 }
 
-const refOf = (value: Record<string, unknown>): string | undefined =>
-  typeof value.id === "string" && value.id.length >= 1 && value.id.length <= 64 ? value.id : undefined
+const isRequestId = Schema.is(RequestId)
+const refOf = (value: Record<string, unknown>): string | undefined => isRequestId(value.id) ? value.id : undefined
 
-const describe = (error: ParseResult.ParseError): string => {
+/** The first problem of a failed decode, naming the field: `invalid field "content": …`. */
+export const describe = (error: ParseResult.ParseError): string => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
   const first = issues[0]
   if (first === undefined) return "invalid frame"

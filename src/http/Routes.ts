@@ -3,7 +3,7 @@
  * threads API and the web page. `/ws` upgrades are handled beside them.
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Metric, Option, Schema } from "effect"
+import { Effect, Either, Metric, Option, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
@@ -13,6 +13,7 @@ import * as Database from "../database/Database.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
 import { Threads } from "../database/Threads.ts"
 import { encodeEnvelope } from "../domain/Events.ts"
+import { describe, Identifier } from "../domain/Frames.ts"
 import { type ComponentHealth, down, up } from "../domain/Health.ts"
 import { PrometheusText } from "../metrics/Prometheus.ts"
 import { WebSocketHub } from "../websocket/WebSocketHub.ts"
@@ -110,14 +111,19 @@ const authenticated = <A, E, R>(
     return yield* handler(principal.right)
   })
 
-const DevTokenBody = Schema.Struct({ user_id: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(128)) })
+// The same Identifier Auth asks of a token's `sub`: a token issued here is one Auth accepts.
+const DevTokenBody = Schema.Struct({ user_id: Identifier })
 
 const devToken = Effect.gen(function*() {
   const tokens = yield* Effect.serviceOption(DevTokens)
   if (Option.isNone(tokens)) return failure(404, "not_found", "dev tokens exist only in development mode")
-  const body = yield* HttpServerRequest.schemaBodyJson(DevTokenBody).pipe(Effect.option)
-  if (Option.isNone(body)) return failure(400, "invalid_message", "body must be {\"user_id\": \"…\"}")
-  return json(200, { token: yield* tokens.value.issue(body.value.user_id) })
+  const body = yield* HttpServerRequest.schemaBodyJson(DevTokenBody).pipe(Effect.either)
+  if (Either.isLeft(body)) {
+    const shape = "body must be {\"user_id\": \"…\"}"
+    const reason = body.left._tag === "ParseError" ? `${shape}: ${describe(body.left)}` : shape
+    return failure(400, "invalid_message", reason)
+  }
+  return json(200, { token: yield* tokens.value.issue(body.right.user_id) })
 })
 
 const listThreads = authenticated((principal) =>
@@ -135,6 +141,8 @@ const EventsQuery = Schema.Struct({
   })
 })
 
+const isIdentifier = Schema.is(Identifier)
+
 const threadEvents = authenticated((principal) =>
   Effect.gen(function*() {
     const { thread_id } = yield* HttpRouter.params
@@ -143,7 +151,10 @@ const threadEvents = authenticated((principal) =>
       return failure(400, "invalid_message", "after_seq must be an integer ≥ 0 and limit an integer from 1 to 10000")
     }
     const threads = yield* Threads
-    if (thread_id === undefined || !(yield* threads.isMember(thread_id, principal.userId))) {
+    // No thread has an id that is not an Identifier; one with a NUL would even fail the query, as an outage.
+    if (
+      thread_id === undefined || !isIdentifier(thread_id) || !(yield* threads.isMember(thread_id, principal.userId))
+    ) {
       return failure(404, "not_found", "thread not found")
     }
     // Events first: a head read after them is never behind the last one returned.

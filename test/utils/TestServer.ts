@@ -31,6 +31,8 @@ export interface TestServerOptions {
   readonly devTokens?: boolean
   /** Reach the database through this proxy, to cut it off mid-test. */
   readonly databaseProxy?: TcpProxy | undefined
+  /** Receives the server's warnings and errors, for a test that asserts what was (or was not) logged. */
+  readonly logged?: Array<string>
 }
 
 export interface TestServerShape {
@@ -42,6 +44,11 @@ export interface TestServerShape {
   readonly connect: (userId: string, options?: ConnectOptions) => Promise<ChatClient>
   readonly fetch: (path: string, init?: RequestInit & { readonly userId?: string }) => Promise<Response>
 }
+
+const logSink = (lines: Array<string> | undefined) =>
+  lines === undefined
+    ? Layer.empty
+    : Logger.add(Logger.make(({ message }) => lines.push(Array.isArray(message) ? message.join(" ") : String(message))))
 
 export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestServerShape>() {
   static layer(options: TestServerOptions = {}): Layer.Layer<TestServer, unknown> {
@@ -68,7 +75,10 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
         : Layer.effect(Tools, Effect.map(Tools, (builtin) => [...builtin, ...options.extraTools!])).pipe(
           Layer.provide(BuiltinToolsLive)
         )
-    }).pipe(Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)))
+    }).pipe(
+      Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)),
+      Layer.provide(logSink(options.logged))
+    )
     return Layer.scoped(
       TestServer,
       Effect.gen(function*() {

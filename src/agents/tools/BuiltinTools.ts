@@ -5,6 +5,7 @@
  */
 import { Clock, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { Threads } from "../../database/Threads.ts"
+import { Text } from "../../domain/Frames.ts"
 import { evaluate } from "../Calculator.ts"
 import type { CalculatorOutput, ClockOutput, SearchThreadOutput, Tool } from "../Tool.ts"
 import { ToolError } from "../Tool.ts"
@@ -74,8 +75,10 @@ export const clock: Tool = {
     })
 }
 
+// Text, not String: the query's words become ILIKE parameters, and a NUL would fail the search as if the
+// database were down. The word split below drops it today; the schema says so whatever the split becomes.
 const SearchInput = Schema.Struct({
-  query: Schema.String.pipe(Schema.maxLength(500)),
+  query: Text.pipe(Schema.maxLength(500)),
   limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 20)))
 })
 
