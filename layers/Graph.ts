@@ -1,23 +1,27 @@
 /**
- * The layer graph, in startup order: Database, Broker, Auth, WebSocketHub,
- * Supervisor, then the HTTP server. Each mode (App, Test) chooses the
- * layers; the shape is the same for all.
+ * The layer graph, in startup order: Database, Broker, the event log,
+ * Auth, WebSocketHub, Supervisor, then the HTTP server. Each mode (App,
+ * Test) chooses the layers; the shape is the same for all.
  */
 import type { PgClient } from "@effect/sql-pg"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect, Layer, Metric } from "effect"
-import type { LanguageModel } from "../src/agents/LanguageModel.ts"
-import { SupervisorLive } from "../src/agents/Supervisor.ts"
-import { ToolDispatcherLive, type Tools } from "../src/agents/ToolDispatcher.ts"
 import type { Auth } from "../src/auth/Auth.ts"
-import type { Broker } from "../src/broker/Broker.ts"
 import type { AppConfig } from "../src/config/AppConfig.ts"
 import { DatabaseMonitorLive } from "../src/database/Monitor.ts"
 import { Threads } from "../src/database/Threads.ts"
+import type { Broker } from "../src/eventlog/Broker.ts"
+import { EventLogLive } from "../src/eventlog/EventLog.ts"
+import { SqlEventStoreLive } from "../src/eventlog/SqlEventStore.ts"
 import { ReadinessLive } from "../src/http/Readiness.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
 import * as Metrics from "../src/metrics/Metrics.ts"
 import { TracingLive } from "../src/observability/Tracing.ts"
+import type { LanguageModel } from "../src/runs/LanguageModel.ts"
+import { SupervisorLive } from "../src/runs/Supervisor.ts"
+import { ToolDispatcherLive, type Tools } from "../src/runs/ToolDispatcher.ts"
+import { AccessLive } from "../src/threads/Access.ts"
+import { MembersLive } from "../src/threads/Members.ts"
 import { WebSocketHubLive } from "../src/websocket/WebSocketHub.ts"
 
 export interface GraphLayers<E> {
@@ -25,7 +29,7 @@ export interface GraphLayers<E> {
   readonly database: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, E, AppConfig>
   readonly broker: Layer.Layer<Broker, E, AppConfig>
   /** Auth, and in development the dev-token issuer beside it. */
-  readonly auth: Layer.Layer<Auth, E, AppConfig | Threads>
+  readonly auth: Layer.Layer<Auth, E, AppConfig>
   readonly model: Layer.Layer<LanguageModel, E, AppConfig>
   readonly tools: Layer.Layer<Tools, E, Threads | AppConfig>
 }
@@ -48,7 +52,11 @@ export const components = <E>(layers: GraphLayers<E>) =>
     Layer.provideMerge(Layer.mergeAll(timed("websocket", WebSocketHubLive), layers.model)),
     Layer.provideMerge(ToolDispatcherLive.pipe(Layer.provideMerge(layers.tools))),
     Layer.provideMerge(timed("auth", layers.auth)),
+    Layer.provideMerge(MembersLive),
+    Layer.provideMerge(AccessLive),
+    Layer.provideMerge(EventLogLive),
     Layer.provideMerge(timed("broker", layers.broker)),
+    Layer.provideMerge(SqlEventStoreLive),
     Layer.provideMerge(Threads.Default),
     Layer.provideMerge(DatabaseMonitorLive),
     Layer.provideMerge(timed("database", layers.database)),

@@ -3,7 +3,8 @@
  * benchmark choices (loopback, a long heartbeat, an outbox large enough for
  * the bursts, the embedded in-memory database or TEST_DATABASE_URL, the
  * test secret), plus the control endpoints of `control.ts`, which publish
- * through `WebSocketHub.publish` and store through `Threads.append`.
+ * straight to the broker (fan-out without storing) and store through the
+ * event log (the events of one run per thread, started for the purpose).
  *
  * The database is the embedded PGlite in a fresh temporary data directory,
  * or a fresh database on the PostgreSQL server at BENCH_DATABASE_URL.
@@ -20,11 +21,13 @@ import { server as serverGraph } from "../../layers/Graph.ts"
 import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
 import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
 import { AuthLive } from "../../src/auth/Auth.ts"
-import { BrokerInProcess } from "../../src/broker/Broker.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
 import * as Database from "../../src/database/Database.ts"
 import { Threads } from "../../src/database/Threads.ts"
 import type { EventDraft } from "../../src/domain/Events.ts"
+import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
+import { Broker } from "../../src/eventlog/Broker.ts"
+import { EventLog, toLive } from "../../src/eventlog/EventLog.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
 import { WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
 import { PostgresTestDatabase } from "../../test/utils/TestDatabase.ts"
@@ -68,7 +71,20 @@ const main = Effect.gen(function*() {
   const context = yield* Layer.build(graph)
   const hub = Context.get(context, WebSocketHub)
   const threads = Context.get(context, Threads)
+  const eventLog = Context.get(context, EventLog)
+  const broker = Context.get(context, Broker)
   const address = Context.get(context, ServerAddress)
+  // The run whose events each thread stores; the log takes a run's events only while it runs.
+  const runs = new Map<string, string>()
+  const runOf = (threadId: string) =>
+    Effect.gen(function*() {
+      const known = runs.get(threadId)
+      if (known !== undefined) return known
+      const messageId = yield* threads.insertMessage({ threadId, userId: BENCH_USER, content: "bench" })
+      const runId = Option.getOrThrow(yield* eventLog.startRun({ threadId, messageId, agent: "bench" }))
+      runs.set(threadId, runId)
+      return runId
+    })
 
   const target: BenchTarget = {
     kind: "agent-chat",
@@ -86,10 +102,16 @@ const main = Effect.gen(function*() {
       }
       return ids
     },
-    head: (threadId) => Effect.runPromise(Effect.map(threads.headSeq(threadId), Option.getOrElse(() => 0))),
-    publish: (events) => Effect.runPromise(hub.publish(events)),
+    head: (threadId) => Effect.runPromise(Effect.map(eventLog.head(threadId), Option.getOrElse(() => 0))),
+    publish: (events) => Effect.runPromise(broker.publish(events.map(toLive))),
     append: (threadId, drafts) =>
-      Effect.runPromise(threads.append(threadId, drafts.map((d) => ({ ...d, run_id: target.runId }) as EventDraft))),
+      Effect.runPromise(
+        Effect.flatMap(runOf(threadId), (runId) =>
+          eventLog.append(
+            threadId,
+            drafts.map((d) => ({ ...d, run_id: runId }) as EventDraft)
+          ))
+      ),
     hubStats: () => Effect.runPromise(hub.stats).then((stats) => ({ ...stats }))
   }
 

@@ -6,9 +6,9 @@
  * to) and a logger that counts what the server logs instead of printing it.
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream, Supervisor } from "effect"
-import { LanguageModel, type ModelChunk } from "../../src/agents/LanguageModel.ts"
-import { Supervisor as AgentSupervisor } from "../../src/agents/Supervisor.ts"
 import type { AppConfigShape } from "../../src/config/AppConfig.ts"
+import { LanguageModel, type ModelChunk } from "../../src/runs/LanguageModel.ts"
+import { Supervisor as AgentSupervisor } from "../../src/runs/Supervisor.ts"
 import { type HubStats, WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
 import { TestServer } from "../../test/utils/TestServer.ts"
 import { sign } from "../../test/utils/tokens.ts"

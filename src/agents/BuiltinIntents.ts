@@ -3,8 +3,8 @@
  * the date and time, questions about earlier messages, greetings, requests
  * for help. Arithmetic is found by the calculator's own extractor.
  */
+import type { ClockInput, SearchThreadInput } from "../runs/Tool.ts"
 import { extractExpressions } from "./Calculator.ts"
-import type { ClockInput, SearchThreadInput } from "./Tool.ts"
 
 const STRONG_CLOCK = new RegExp(
   [

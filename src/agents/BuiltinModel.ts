@@ -6,11 +6,11 @@
  */
 import { Effect, Layer, Stream } from "effect"
 import { randomUUID } from "node:crypto"
+import { type ChatMessage, LanguageModel, LlmError, type ModelChunk, type ToolCall } from "../runs/LanguageModel.ts"
+import type { CalculatorInput, ClockInput, SearchThreadInput } from "../runs/Tool.ts"
 import { detectClock, detectSearch } from "./BuiltinIntents.ts"
 import { composeAnswer, directReply, type Outcome, toDeltas } from "./BuiltinReplies.ts"
 import { extractExpressions } from "./Calculator.ts"
-import { type ChatMessage, LanguageModel, LlmError, type ModelChunk, type ToolCall } from "./LanguageModel.ts"
-import type { CalculatorInput, ClockInput, SearchThreadInput } from "./Tool.ts"
 
 export interface RespondOptions {
   /** Names of the tools the agent may call; all built-in tools when absent. */

@@ -1,13 +1,10 @@
 /**
- * Auth: turns an access token into a Principal (JWT via `jose`), and says
- * whether a principal may see a thread. Unknown and forbidden threads look
- * the same to the caller, so existence does not leak.
+ * Auth: turns an access token into a Principal (JWT via `jose`). It only
+ * verifies tokens; who may do what in a thread is Access's (src/threads).
  */
 import { Context, Data, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { errors as JoseErrors, jwtVerify } from "jose"
-import { Threads } from "../database/Threads.ts"
-import type { DatabaseError } from "../domain/Errors.ts"
-import { RequestError, type StartupError } from "../domain/Errors.ts"
+import type { StartupError } from "../domain/Errors.ts"
 import { describe, Identifier } from "../domain/Frames.ts"
 import { type KeyOptions, makeKeyResolver } from "./Keys.ts"
 
@@ -33,11 +30,6 @@ export interface AuthOptions extends KeyOptions {
 
 export class Auth extends Context.Tag("agent-chat/Auth")<Auth, {
   readonly verify: (token: string) => Effect.Effect<Principal, AuthError>
-  /** Succeeds when the principal is a member of the thread, else `not_found`. */
-  readonly authorizeThread: (
-    principal: Principal,
-    threadId: string
-  ) => Effect.Effect<void, RequestError | DatabaseError>
   /** The token algorithms accepted, for readiness reports. */
   readonly algorithms: ReadonlyArray<string>
 }>() {}
@@ -61,7 +53,6 @@ const decodeUserId = Schema.decodeUnknownEither(Identifier)
 
 const make = (options: AuthOptions) =>
   Effect.gen(function*() {
-    const threads = yield* Threads
     const keys = yield* makeKeyResolver(options)
     const skewMillis = Duration.toMillis(options.clockSkew)
     const verifyOptions = {
@@ -97,14 +88,7 @@ const make = (options: AuthOptions) =>
         Effect.withSpan("Auth.verify")
       )
 
-    const authorizeThread = (principal: Principal, threadId: string) =>
-      threads.isMember(threadId, principal.userId).pipe(
-        Effect.flatMap((member) => member ? Effect.void : Effect.fail(RequestError.notFound("thread"))),
-        Effect.withSpan("Auth.authorizeThread")
-      )
-
-    return Auth.of({ verify, authorizeThread, algorithms: keys.algorithms })
+    return Auth.of({ verify, algorithms: keys.algorithms })
   })
 
-export const AuthLive = (options: AuthOptions): Layer.Layer<Auth, StartupError, Threads> =>
-  Layer.effect(Auth, make(options))
+export const AuthLive = (options: AuthOptions): Layer.Layer<Auth, StartupError> => Layer.effect(Auth, make(options))

@@ -60,6 +60,8 @@ export interface AppConfigShape {
   readonly shutdownGrace: Duration.Duration
   readonly toolTimeout: Duration.Duration
   readonly runTimeout: Duration.Duration
+  /** How long a run stays owned by its process without a renewal; past it, any process may end the run. */
+  readonly runLease: Duration.Duration
   readonly maxAgentSteps: number
   readonly tracing: Tracing
 }
@@ -199,6 +201,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   ),
   toolTimeout: millis("TOOL_TIMEOUT_MS", 10_000, "longest a tool call may take"),
   runTimeout: millis("RUN_TIMEOUT_MS", 120_000, "longest an agent run may take"),
+  runLease: millis("RUN_LEASE_MS", 15_000, "a run's lease; a run its process has not renewed for this long is ended"),
   maxAgentSteps: positiveInt("AGENT_MAX_STEPS", 8, "model calls per run before it stops"),
   tracing: Config.all({
     otlpEndpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")).pipe(
@@ -293,6 +296,7 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
   shutdownGrace: Duration.seconds(2),
   toolTimeout: Duration.seconds(10),
   runTimeout: Duration.seconds(120),
+  runLease: Duration.seconds(15),
   maxAgentSteps: 8,
   tracing: { otlpEndpoint: Option.none(), serviceName: "agent-chat-test" },
   ...overrides

@@ -62,6 +62,26 @@ const init = Effect.gen(function*() {
     )`
 })
 
+// Each run has an owner process and a lease it renews; a run whose lease has expired may be ended by
+// any process. A run of an earlier version has neither, and counts as expired.
+const runLeases = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`ALTER TABLE runs ADD COLUMN owner text, ADD COLUMN lease_expires_at timestamptz`
+  yield* sql`CREATE INDEX runs_running_by_lease ON runs (lease_expires_at) WHERE status = 'running'`
+  // Every tool call of a run, so the event log can refuse an unpaired tool_completed or a reused id,
+  // and close the open ones when the run ends.
+  yield* sql`
+    CREATE TABLE run_tool_calls (
+      run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+      tool_call_id text NOT NULL,
+      tool text NOT NULL,
+      started_at timestamptz NOT NULL,
+      completed boolean NOT NULL DEFAULT false,
+      PRIMARY KEY (run_id, tool_call_id)
+    )`
+})
+
 export const loader = Migrator.fromRecord({
-  "0001_init": init
+  "0001_init": init,
+  "0002_run_leases": runLeases
 })

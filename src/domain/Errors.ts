@@ -46,4 +46,6 @@ const capitalize = (s: string) => s.charAt(0).toUpperCase() + s.slice(1)
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{
   readonly reason: string
   readonly cause?: unknown
+  /** The failure came at COMMIT: the server may have committed anyway. */
+  readonly uncertain?: boolean
 }> {}

@@ -15,11 +15,14 @@ export interface EventPayloads {
   readonly agent_response_delta: { readonly delta: string }
   readonly agent_completed: { readonly response: string; readonly duration_ms: number }
   readonly agent_error: { readonly code: RunErrorCode; readonly message: string }
+  readonly members_changed: {
+    readonly added: ReadonlyArray<string>
+    readonly removed: ReadonlyArray<string>
+    readonly by: string
+  }
 }
 
 export type EventType = keyof EventPayloads
-
-export const TERMINAL_EVENT_TYPES: ReadonlySet<EventType> = new Set(["agent_completed", "agent_error"])
 
 /** An event before it has a place in its thread. */
 export type EventDraft = {

@@ -67,6 +67,23 @@ export const RefreshToken = Schema.Struct({
   token: Text.pipe(Schema.minLength(1), Schema.maxLength(8192))
 })
 
+const UserIds = Schema.Array(Identifier).pipe(Schema.minItems(1), Schema.maxItems(MAX_MEMBERS))
+
+/** Additions to protocol 1: the thread's creator adds and removes members; a member may remove himself. */
+export const AddMembers = Schema.Struct({
+  type: Schema.Literal("add_members"),
+  id: RequestId,
+  thread_id: Identifier,
+  user_ids: UserIds
+})
+
+export const RemoveMembers = Schema.Struct({
+  type: Schema.Literal("remove_members"),
+  id: RequestId,
+  thread_id: Identifier,
+  user_ids: UserIds
+})
+
 export const ClientFrame = Schema.Union(
   Ping,
   CreateThread,
@@ -74,7 +91,9 @@ export const ClientFrame = Schema.Union(
   LeaveThread,
   SendMessage,
   CancelRun,
-  RefreshToken
+  RefreshToken,
+  AddMembers,
+  RemoveMembers
 )
 export type ClientFrame = typeof ClientFrame.Type
 
@@ -85,7 +104,9 @@ const byType: Record<string, Schema.Schema.AnyNoContext> = {
   leave_thread: LeaveThread,
   send_message: SendMessage,
   cancel_run: CancelRun,
-  refresh_token: RefreshToken
+  refresh_token: RefreshToken,
+  add_members: AddMembers,
+  remove_members: RemoveMembers
 }
 
 export interface FrameDecodeError {

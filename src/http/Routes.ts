@@ -5,17 +5,19 @@
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Either, Metric, Option, Schema } from "effect"
 import { readFileSync } from "node:fs"
-import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { DevTokens } from "../auth/DevTokens.ts"
-import { Broker } from "../broker/Broker.ts"
 import * as Database from "../database/Database.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
 import { Threads } from "../database/Threads.ts"
 import { encodeEnvelope } from "../domain/Events.ts"
 import { describe, Identifier } from "../domain/Frames.ts"
 import { type ComponentHealth, down, up } from "../domain/Health.ts"
+import { Broker } from "../eventlog/Broker.ts"
+import { EventLog } from "../eventlog/EventLog.ts"
 import { PrometheusText } from "../metrics/Prometheus.ts"
+import { Supervisor } from "../runs/Supervisor.ts"
+import { Access } from "../threads/Access.ts"
 import { WebSocketHub } from "../websocket/WebSocketHub.ts"
 import { Readiness } from "./Readiness.ts"
 
@@ -143,26 +145,44 @@ const EventsQuery = Schema.Struct({
 
 const isIdentifier = Schema.is(Identifier)
 
-const threadEvents = authenticated((principal) =>
+/** The path's thread, when the caller may read it; else a 404 (an id no thread can have included). */
+const readableThread = (principal: Principal) =>
   Effect.gen(function*() {
     const { thread_id } = yield* HttpRouter.params
+    // No thread has an id that is not an Identifier; one with a NUL would even fail the query, as an outage.
+    if (thread_id === undefined || !isIdentifier(thread_id)) return Option.none<string>()
+    return yield* (yield* Access).read(principal, thread_id).pipe(
+      Effect.as(Option.some(thread_id)),
+      Effect.catchTag("RequestError", () => Effect.succeed(Option.none<string>()))
+    )
+  })
+
+const threadNotFound = failure(404, "not_found", "thread not found")
+
+const threadEvents = authenticated((principal) =>
+  Effect.gen(function*() {
     const query = yield* HttpServerRequest.schemaSearchParams(EventsQuery).pipe(Effect.either)
     if (query._tag === "Left") {
       return failure(400, "invalid_message", "after_seq must be an integer ≥ 0 and limit an integer from 1 to 10000")
     }
-    const threads = yield* Threads
-    // No thread has an id that is not an Identifier; one with a NUL would even fail the query, as an outage.
-    if (
-      thread_id === undefined || !isIdentifier(thread_id) || !(yield* threads.isMember(thread_id, principal.userId))
-    ) {
-      return failure(404, "not_found", "thread not found")
-    }
+    const thread = yield* readableThread(principal)
+    if (Option.isNone(thread)) return threadNotFound
+    const eventLog = yield* EventLog
     // Events first: a head read after them is never behind the last one returned.
-    const events = yield* threads.eventsAfter(thread_id, query.right.after_seq, query.right.limit)
-    const head = yield* threads.headSeq(thread_id)
+    const events = yield* eventLog.read(thread.value, query.right.after_seq, query.right.limit)
+    const head = yield* eventLog.head(thread.value)
     // The stored envelope, byte for byte what a WebSocket client receives.
     const body = `{"events":[${events.map(encodeEnvelope).join(",")}],"head_seq":${Option.getOrElse(head, () => 0)}}`
     return HttpServerResponse.text(body, { contentType: "application/json" })
+  })
+)
+
+const threadDetails = authenticated((principal) =>
+  Effect.gen(function*() {
+    const thread = yield* readableThread(principal)
+    if (Option.isNone(thread)) return threadNotFound
+    const details = yield* (yield* Threads).describe(thread.value)
+    return Option.match(details, { onNone: () => threadNotFound, onSome: (details) => json(200, details) })
   })
 )
 
@@ -180,6 +200,7 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/metrics", metrics),
   HttpRouter.post("/api/dev/token", devToken),
   HttpRouter.get("/api/threads", listThreads),
+  HttpRouter.get("/api/threads/:thread_id", threadDetails),
   HttpRouter.get("/api/threads/:thread_id/events", threadEvents),
   HttpRouter.get("/ws", Effect.succeed(failure(426, "upgrade_required", "connect with a WebSocket"))),
   HttpRouter.catchAll(internal)

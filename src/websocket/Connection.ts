@@ -16,8 +16,8 @@ import { randomUUID } from "node:crypto"
 import type { Socket } from "node:net"
 import { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
-import type { BrokerMessage } from "../broker/Broker.ts"
 import { CloseCode } from "../domain/Codes.ts"
+import type { BrokerMessage } from "../eventlog/Broker.ts"
 import type { HubCounters } from "../metrics/Metrics.ts"
 
 /** Where a connection is in a thread's event stream. */

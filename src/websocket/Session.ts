@@ -6,7 +6,6 @@
  */
 import { Cause, Clock, Duration, Effect, Either, Exit, Fiber, FiberSet, identity, Option, Runtime, Scope } from "effect"
 import type { WebSocket } from "ws"
-import { Supervisor } from "../agents/Supervisor.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
@@ -15,6 +14,9 @@ import { CloseCode, ErrorCode } from "../domain/Codes.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
 import { type ClientFrame, decodeFrame } from "../domain/Frames.ts"
 import * as Frames from "../domain/ServerFrames.ts"
+import { Supervisor } from "../runs/Supervisor.ts"
+import { Access } from "../threads/Access.ts"
+import { Members } from "../threads/Members.ts"
 import type { Connection } from "./Connection.ts"
 import { WebSocketHub } from "./WebSocketHub.ts"
 
@@ -28,6 +30,8 @@ export const makeSession = Effect.gen(function*() {
   const hub = yield* WebSocketHub
   const auth = yield* Auth
   const threads = yield* Threads
+  const access = yield* Access
+  const members = yield* Members
   const supervisor = yield* Supervisor
   const config = yield* AppConfig
   const monitor = yield* DatabaseMonitor
@@ -46,7 +50,7 @@ export const makeSession = Effect.gen(function*() {
     connection.threads.has(threadId)
       ? Effect.void
       : Effect.zipRight(
-        Effect.zipRight(withinThreadLimit(connection, threadId), auth.authorizeThread(connection.principal, threadId)),
+        withinThreadLimit(connection, threadId),
         hub.join(connection, threadId, Option.none(), () => {})
       )
 
@@ -69,17 +73,14 @@ export const makeSession = Effect.gen(function*() {
         }).pipe(Effect.map((threadId) => connection.push(Frames.ack(frame.id, { thread_id: threadId }))))
       case "join_thread":
         return Effect.zipRight(
-          Effect.zipRight(
-            withinThreadLimit(connection, frame.thread_id),
-            auth.authorizeThread(principal, frame.thread_id)
-          ),
+          withinThreadLimit(connection, frame.thread_id),
           hub.join(connection, frame.thread_id, Option.fromNullable(frame.after_seq), (head) => {
             connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head }))
           })
         )
       case "leave_thread":
         return Effect.gen(function*() {
-          if (!(yield* hub.leave(connection, frame.thread_id))) yield* auth.authorizeThread(principal, frame.thread_id)
+          if (!(yield* hub.leave(connection, frame.thread_id))) yield* access.read(principal, frame.thread_id)
           connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id }))
         })
       case "send_message":
@@ -112,6 +113,12 @@ export const makeSession = Effect.gen(function*() {
             })
           })
         )
+      case "add_members":
+      case "remove_members":
+        return members.change(principal, frame.thread_id, {
+          add: frame.type === "add_members" ? frame.user_ids : [],
+          remove: frame.type === "remove_members" ? frame.user_ids : []
+        }).pipe(Effect.map(() => connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id }))))
       case "cancel_run":
         return supervisor.cancel(principal, frame.run_id).pipe(
           Effect.map(() => connection.push(Frames.ack(frame.id, { run_id: frame.run_id })))

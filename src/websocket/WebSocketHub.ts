@@ -1,21 +1,23 @@
 /**
  * WebSocketHub: the node's registry of connections and the fan-out of
- * stored events to them. One fiber takes the broker's messages and offers
- * each to the outboxes of the connections that joined its thread; joins
- * replay from the event log and switch to live with no gap and no
- * duplicate (buffer live events, replay, drop what the replay covered).
+ * stored events to them. One fiber takes the event log's live events and
+ * offers each to the outboxes of the connections that joined its thread;
+ * joins replay from the event log and switch to live with no gap and no
+ * duplicate (buffer live events, replay, drop what the replay covered). A
+ * `members_changed` that removes a user is his connections' last event of
+ * the thread: their join of it ends there.
  */
 import { Context, Duration, Effect, FiberSet, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
 import type { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
-import { Broker, type BrokerMessage } from "../broker/Broker.ts"
 import { AppConfig } from "../config/AppConfig.ts"
-import { Threads } from "../database/Threads.ts"
 import { CloseCode } from "../domain/Codes.ts"
-import { type DatabaseError, RequestError } from "../domain/Errors.ts"
-import { encodeEnvelope, type StoredEvent } from "../domain/Events.ts"
+import type { DatabaseError, RequestError } from "../domain/Errors.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
+import type { BrokerMessage } from "../eventlog/Broker.ts"
+import { EventLog, toLive } from "../eventlog/EventLog.ts"
 import { HubCounters } from "../metrics/Metrics.ts"
+import { Access } from "../threads/Access.ts"
 import { Connection, type ThreadCursor } from "./Connection.ts"
 
 const REPLAY_PAGE = 1000
@@ -31,8 +33,8 @@ export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSock
   /** Registers a connection for the life of the scope: its outbox, writer fiber and joins go with it. */
   readonly register: (ws: WebSocket, principal: Principal) => Effect.Effect<Connection, never, Scope.Scope>
   /**
-   * Joins a thread: `onHead` runs (to queue the ack) once the head is known, then stored events after
-   * `afterSeq` are queued, then live ones. The caller has checked membership.
+   * Joins a thread if Access lets the connection's user read it: `onHead` runs (to queue the ack) once
+   * the head is known, then stored events after `afterSeq` are queued, then live ones.
    */
   readonly join: (
     connection: Connection,
@@ -41,8 +43,6 @@ export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSock
     onHead: (headSeq: number) => void
   ) => Effect.Effect<number, DatabaseError | RequestError>
   readonly leave: (connection: Connection, threadId: string) => Effect.Effect<boolean>
-  /** Sends stored events to every node's connections that joined their thread. */
-  readonly publish: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void>
   /** Connections the user holds on this node. */
   readonly connectionsOf: (userId: string) => number
   /** Closes every connection once its outbox has been written, waiting up to `timeout` for them to go. */
@@ -58,16 +58,14 @@ const waitUntil = (done: () => boolean) =>
 
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
-  const broker = yield* Broker
-  const threads = yield* Threads
+  const eventLog = yield* EventLog
+  const access = yield* Access
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
   const connections = new Set<Connection>()
   const perUser = new Map<string, number>()
   const counters = new HubCounters()
   const byThread = new Map<string, Set<Connection>>()
-  // Per thread, the highest seq this node published that the broker has not handed back yet.
-  const unconfirmed = new Map<string, number>()
   // Catch-up fibers started from the delivery path; each ends with its connection.
   const repairs = yield* FiberSet.make<void, never>()
 
@@ -89,17 +87,26 @@ const make = Effect.gen(function*() {
   const isCurrent = (connection: Connection, threadId: string, cursor: ThreadCursor) =>
     !connection.isClosing && connection.threads.get(threadId) === cursor
 
+  /** After `message` reached the connection: true, and the join ended, when it removed the user. */
+  const revokes = (connection: Connection, threadId: string, message: BrokerMessage) => {
+    if (message.revoke === undefined || !message.revoke.includes(connection.userId)) return false
+    unsubscribe(connection, threadId)
+    return true
+  }
+
   /** Queues stored events in (lastSeq, upTo] from the log, waiting for room in the outbox. */
   const replay = (connection: Connection, threadId: string, cursor: ThreadCursor, upTo: number) =>
     Effect.gen(function*() {
       while (cursor.lastSeq < upTo && isCurrent(connection, threadId, cursor)) {
         const limit = Math.min(REPLAY_PAGE, upTo - cursor.lastSeq)
-        const events = yield* threads.eventsAfter(threadId, cursor.lastSeq, limit)
+        const events = yield* eventLog.read(threadId, cursor.lastSeq, limit)
         if (events.length === 0) break
         for (const event of events) {
-          if (event.seq !== cursor.lastSeq + 1) break
-          yield* connection.offer(encodeEnvelope(event))
+          if (event.seq !== cursor.lastSeq + 1 || !isCurrent(connection, threadId, cursor)) break
+          const message = toLive(event)
+          yield* connection.offer(message.payload)
           cursor.lastSeq = event.seq
+          if (revokes(connection, threadId, message)) return
         }
       }
     })
@@ -120,6 +127,7 @@ const make = Effect.gen(function*() {
           if (message.seq === cursor.lastSeq + 1) {
             if (!connection.push(message.payload)) return
             cursor.lastSeq = message.seq
+            if (revokes(connection, threadId, message)) return
           } else {
             gap = message.seq
             cursor.pending.push(...pending.slice(i))
@@ -143,8 +151,6 @@ const make = Effect.gen(function*() {
     })
 
   const deliver = (message: BrokerMessage) => {
-    const published = unconfirmed.get(message.threadId)
-    if (published !== undefined && message.seq >= published) unconfirmed.delete(message.threadId)
     const set = byThread.get(message.threadId)
     if (set === undefined) return
     // Encoded once, the same bytes go to every connection.
@@ -164,6 +170,7 @@ const make = Effect.gen(function*() {
         if (connection.push(bytes ??= Buffer.from(message.payload))) {
           cursor.lastSeq = message.seq
           counters.eventsDelivered++
+          revokes(connection, message.threadId, message)
         }
       } else if (message.seq > cursor.lastSeq + 1) {
         cursor.pending = [message]
@@ -172,7 +179,7 @@ const make = Effect.gen(function*() {
     }
   }
 
-  const subscription = yield* broker.subscribe
+  const subscription = yield* eventLog.live
   // takeBetween waits for the first message; takeAll would return empty chunks and spin the loop.
   yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER).pipe(
     Effect.tap((messages) => {
@@ -229,13 +236,10 @@ const make = Effect.gen(function*() {
   ) => {
     const cursor: ThreadCursor = { lastSeq: 0, pending: [] }
     return Effect.gen(function*() {
+      // Subscribed before the check: an event committed after it (a removal of this user, say) arrives
+      // live and is buffered; one committed before it is covered by the head the check returns.
       subscribe(connection, threadId, cursor)
-      const head = yield* threads.headSeq(threadId).pipe(
-        Effect.flatMap(Option.match({
-          onNone: () => Effect.fail(RequestError.notFound("thread")),
-          onSome: Effect.succeed
-        }))
-      )
+      const head = yield* access.read(connection.principal, threadId)
       onHead(head)
       cursor.lastSeq = Option.match(afterSeq, { onNone: () => head, onSome: (after) => Math.min(after, head) })
       yield* replay(connection, threadId, cursor, head)
@@ -249,18 +253,6 @@ const make = Effect.gen(function*() {
     )
   }
 
-  const publish = (events: ReadonlyArray<StoredEvent>) =>
-    Effect.suspend(() => {
-      for (const event of events) {
-        unconfirmed.set(event.thread_id, Math.max(event.seq, unconfirmed.get(event.thread_id) ?? 0))
-      }
-      return broker.publish(events.map((event) => ({
-        threadId: event.thread_id,
-        seq: event.seq,
-        payload: encodeEnvelope(event)
-      })))
-    })
-
   const stats = Effect.sync((): HubStats => {
     let subscriptions = 0
     for (const set of byThread.values()) subscriptions += set.size
@@ -271,11 +263,10 @@ const make = Effect.gen(function*() {
     register,
     join,
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
-    publish,
     connectionsOf: (userId) => perUser.get(userId) ?? 0,
     closeAll: (code, reason, timeout) =>
-      // Events this node published (a run's terminal event, say) come back through the broker first.
-      waitUntil(() => unconfirmed.size === 0).pipe(
+      // Events stored before now (a run's terminal event, say) come back through the broker first.
+      waitUntil(() => subscription.unsafeSize().pipe(Option.getOrElse(() => 0)) === 0).pipe(
         Effect.zipRight(Effect.sync(() => {
           for (const connection of connections) connection.closeWhenFlushed(code, reason)
         })),
@@ -291,7 +282,7 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const WebSocketHubLive: Layer.Layer<WebSocketHub, never, AppConfig | Broker | Threads> = Layer.scoped(
+export const WebSocketHubLive: Layer.Layer<WebSocketHub, never, AppConfig | EventLog | Access> = Layer.scoped(
   WebSocketHub,
   make
 )

@@ -10,7 +10,7 @@ import {
   LlmError,
   type ModelChunk,
   type ToolCall
-} from "../../src/agents/LanguageModel.ts"
+} from "../../src/runs/LanguageModel.ts"
 
 /** Counts permits: each gated chunk takes one. */
 export class Gate {

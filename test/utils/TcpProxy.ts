@@ -5,6 +5,13 @@
  */
 import { createServer, type Server, Socket } from "node:net"
 
+interface Trap {
+  readonly after: Buffer
+  readonly on: Buffer
+  readonly forward: boolean
+  readonly sprung: () => void
+}
+
 export class TcpProxy {
   /** Where connections go; set once the database's address is known. */
   target: { host: string; port: number } | undefined
@@ -13,6 +20,7 @@ export class TcpProxy {
   /** Connections refused so far. */
   refused = 0
   private readonly open = new Set<Socket>()
+  private trap: Trap | undefined
 
   private constructor(private readonly server: Server, readonly port: number) {
     server.on("connection", (client) => this.accept(client))
@@ -46,7 +54,22 @@ export class TcpProxy {
     client.on("error", end).on("close", end)
     upstream.on("error", end).on("close", end)
     upstream.connect(this.target.port, this.target.host, () => {
-      client.pipe(upstream)
+      let armed = false
+      // Client to server by hand, so a trap can see each message before the database does.
+      client.on("data", (chunk: Buffer) => {
+        const trap = this.trap
+        if (trap !== undefined) {
+          if (chunk.includes(trap.after)) armed = true
+          if (armed && chunk.includes(trap.on)) {
+            this.trap = undefined
+            if (trap.forward) upstream.write(chunk, () => this.cut())
+            else this.cut()
+            trap.sprung()
+            return
+          }
+        }
+        upstream.write(chunk)
+      })
       upstream.pipe(client)
     })
   }
@@ -63,6 +86,17 @@ export class TcpProxy {
     this.refuseNext = attempts
     for (const socket of this.open) socket.resetAndDestroy()
     this.open.clear()
+  }
+
+  /**
+   * Cuts the database off (as `cut`) when a connection that has sent `after` (a query text or a
+   * parameter) then sends `on` (say, the COMMIT of that transaction): with `forward` that last
+   * message reaches the database first, so it may commit while its answer is lost. Resolves when sprung.
+   */
+  cutWhen(after: string, on: string, forward: boolean): Promise<void> {
+    return new Promise((sprung) => {
+      this.trap = { after: Buffer.from(after), on: Buffer.from(on), forward, sprung }
+    })
   }
 
   /** The database is back. */

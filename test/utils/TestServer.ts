@@ -4,18 +4,18 @@
  * needs. Suites share one per file through @effect/vitest's `layer`.
  */
 import { Context, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import { server as serverGraph } from "../../layers/Graph.ts"
+import { type GraphLayers, server as serverGraph } from "../../layers/Graph.ts"
 import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
-import type { LanguageModel } from "../../src/agents/LanguageModel.ts"
-import type { Tool } from "../../src/agents/Tool.ts"
-import { Tools } from "../../src/agents/ToolDispatcher.ts"
 import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
 import { AuthLive, type AuthOptions } from "../../src/auth/Auth.ts"
 import { DevTokensLive } from "../../src/auth/DevTokens.ts"
-import { BrokerInProcess } from "../../src/broker/Broker.ts"
 import { ChatClient, type ConnectOptions } from "../../src/client/ChatClient.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
+import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
+import type { LanguageModel } from "../../src/runs/LanguageModel.ts"
+import type { Tool } from "../../src/runs/Tool.ts"
+import { Tools } from "../../src/runs/ToolDispatcher.ts"
 import type { TcpProxy } from "./TcpProxy.ts"
 import { TestDatabaseLive } from "./TestDatabase.ts"
 import { sign } from "./tokens.ts"
@@ -31,6 +31,8 @@ export interface TestServerOptions {
   readonly devTokens?: boolean
   /** Reach the database through this proxy, to cut it off mid-test. */
   readonly databaseProxy?: TcpProxy | undefined
+  /** The database, when not a fresh one: a memoized layer shared by two servers is two processes on one. */
+  readonly database?: GraphLayers<unknown>["database"]
   /** Receives the server's warnings and errors, for a test that asserts what was (or was not) logged. */
   readonly logged?: Array<string>
 }
@@ -64,7 +66,7 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
     }
     const graph = serverGraph({
       config: AppConfigTest(options.config),
-      database: TestDatabaseLive(config.databasePoolSize, options.databaseProxy),
+      database: options.database ?? TestDatabaseLive(config.databasePoolSize, options.databaseProxy),
       broker: BrokerInProcess,
       auth: options.devTokens === false
         ? AuthLive(authOptions)

@@ -6,10 +6,10 @@
 import { Clock, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { Threads } from "../../database/Threads.ts"
 import { Text } from "../../domain/Frames.ts"
+import type { CalculatorOutput, ClockOutput, SearchThreadOutput, Tool } from "../../runs/Tool.ts"
+import { ToolError } from "../../runs/Tool.ts"
+import { Tools } from "../../runs/ToolDispatcher.ts"
 import { evaluate } from "../Calculator.ts"
-import type { CalculatorOutput, ClockOutput, SearchThreadOutput, Tool } from "../Tool.ts"
-import { ToolError } from "../Tool.ts"
-import { Tools } from "../ToolDispatcher.ts"
 
 const decodeInput = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
   Schema.decodeUnknown(schema)(input).pipe(

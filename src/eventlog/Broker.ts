@@ -1,7 +1,8 @@
 /**
- * Broker: cross-node fan-out of stored events. Every node's WebSocketHub
- * subscribes once and delivers to its own connections; the payload is the
- * serialised envelope, so it is encoded once for every node and socket.
+ * Broker: cross-node fan-out of stored events, published by the EventLog
+ * once they are committed. Every node's hub subscribes once and delivers to
+ * its own connections; the payload is the serialised envelope, so it is
+ * encoded once for every node and socket.
  */
 import { Context, Effect, Layer, PubSub, type Queue, type Scope } from "effect"
 import { type ComponentHealth, up } from "../domain/Health.ts"
@@ -11,6 +12,8 @@ export interface BrokerMessage {
   readonly seq: number
   /** The event envelope, already JSON. */
   readonly payload: string
+  /** Users who stop receiving the thread after this event (a `members_changed` that removed them). */
+  readonly revoke?: ReadonlyArray<string>
 }
 
 export class Broker extends Context.Tag("agent-chat/Broker")<Broker, {

@@ -1,15 +1,18 @@
 /**
  * ToolDispatcher: the only way a run executes a tool. It emits
- * `tool_executing` before and exactly one `tool_completed` after, with the
- * duration and the output or the error, even when the tool fails, times
- * out or the run is cancelled mid-call. A failing tool never fails the run;
- * one that does not answer within TOOL_TIMEOUT_MS is reported `timedOut`,
- * and the agent loop then ends the run with `timeout`.
+ * `tool_executing` before and one `tool_completed` after, with the
+ * duration and the output or the error, when the tool answers, fails or
+ * times out. A failing tool never fails the run; one that does not answer
+ * within TOOL_TIMEOUT_MS is reported `timedOut`, and the run loop then ends
+ * the run with `timeout`. A call cut short by the run's end (a cancel, a
+ * shutdown, the database lost) is closed by the event log's `endRun`, with
+ * the error "interrupted", in the transaction of the terminal event.
  */
 import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import { draft, type EventDraft } from "../domain/Events.ts"
+import type { LifecycleError } from "../eventlog/EventLog.ts"
 import * as Metrics from "../metrics/Metrics.ts"
 import type { ToolCall, ToolSpec } from "./LanguageModel.ts"
 import type { Tool, ToolContext } from "./Tool.ts"
@@ -20,14 +23,14 @@ export type ToolOutcome =
 
 export interface RunHandle {
   readonly context: ToolContext
-  readonly emit: (event: EventDraft) => Effect.Effect<void, DatabaseError>
+  readonly emit: (event: EventDraft) => Effect.Effect<void, DatabaseError | LifecycleError>
 }
 
 export class Tools extends Context.Tag("agent-chat/Tools")<Tools, ReadonlyArray<Tool>>() {}
 
 export class ToolDispatcher extends Context.Tag("agent-chat/ToolDispatcher")<ToolDispatcher, {
   readonly specs: ReadonlyArray<ToolSpec>
-  readonly execute: (call: ToolCall, run: RunHandle) => Effect.Effect<ToolOutcome, DatabaseError>
+  readonly execute: (call: ToolCall, run: RunHandle) => Effect.Effect<ToolOutcome, DatabaseError | LifecycleError>
 }>() {}
 
 class TimedOut {}
@@ -39,7 +42,7 @@ const errorText = (cause: Cause.Cause<unknown>): string => {
     if (typeof error === "object" && error !== null && "message" in error) return String(error.message)
     return String(error)
   }
-  return Cause.isInterruptedOnly(cause) ? "cancelled" : "the tool crashed"
+  return "the tool crashed"
 }
 
 const make = Effect.gen(function*() {
@@ -57,30 +60,28 @@ const make = Effect.gen(function*() {
     )
   }
 
-  const execute = (call: ToolCall, run: RunHandle) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        const base = { tool_call_id: call.id, tool: call.name }
-        yield* run.emit(draft("tool_executing", run.context.runId, { ...base, input: call.input }))
-        const started = yield* Clock.currentTimeMillis
-        const exit = yield* Effect.exit(restore(runTool(call, run.context)))
-        const duration_ms = (yield* Clock.currentTimeMillis) - started
-        yield* Metric.update(Metric.tagged(Metrics.toolDuration, "tool", call.name), duration_ms / 1000)
-        const timedOut = Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(
-          Option.exists((error) => error instanceof TimedOut)
-        )
-        const outcome: ToolOutcome = Exit.isSuccess(exit)
-          ? { ok: true, output: exit.value }
-          : { ok: false, error: timedOut ? timeoutText : errorText(exit.cause), timedOut }
-        yield* run.emit(draft(
-          "tool_completed",
-          run.context.runId,
-          outcome.ok ? { ...base, output: outcome.output, duration_ms } : { ...base, error: outcome.error, duration_ms }
-        ))
-        if (Exit.isFailure(exit) && Cause.isInterrupted(exit.cause)) return yield* Effect.interrupt
-        return outcome
-      })
-    ).pipe(Effect.withSpan("ToolDispatcher.execute", { attributes: { tool: call.name } }))
+  const execute = Effect.fn("ToolDispatcher.execute")(function*(call: ToolCall, run: RunHandle) {
+    yield* Effect.annotateCurrentSpan("tool", call.name)
+    const base = { tool_call_id: call.id, tool: call.name }
+    yield* run.emit(draft("tool_executing", run.context.runId, { ...base, input: call.input }))
+    const started = yield* Clock.currentTimeMillis
+    const exit = yield* Effect.exit(runTool(call, run.context))
+    const duration_ms = (yield* Clock.currentTimeMillis) - started
+    if (Exit.isFailure(exit) && !Cause.isFailType(exit.cause)) yield* Effect.logError("a tool crashed", exit.cause)
+    yield* Metric.update(Metric.tagged(Metrics.toolDuration, "tool", call.name), duration_ms / 1000)
+    const timedOut = Exit.isFailure(exit) && Cause.failureOption(exit.cause).pipe(
+      Option.exists((error) => error instanceof TimedOut)
+    )
+    const outcome: ToolOutcome = Exit.isSuccess(exit)
+      ? { ok: true, output: exit.value }
+      : { ok: false, error: timedOut ? timeoutText : errorText(exit.cause), timedOut }
+    yield* run.emit(draft(
+      "tool_completed",
+      run.context.runId,
+      outcome.ok ? { ...base, output: outcome.output, duration_ms } : { ...base, error: outcome.error, duration_ms }
+    ))
+    return outcome
+  })
 
   return ToolDispatcher.of({
     specs: tools.map(({ description, name, parameters }) => ({ name, description, parameters })),

@@ -1,14 +1,15 @@
 /**
- * The agent loop of one run: ask the model, turn its chunks into events,
+ * The run loop of one run: ask the model, turn its chunks into events,
  * run the tools it calls through the dispatcher, and ask again with the
- * results, until it answers without calling a tool.
+ * results, until it answers without calling a tool. Every event goes
+ * through the event log, which refuses what breaks the run lifecycle.
  */
 import { Clock, Data, Duration, Effect, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { Threads } from "../database/Threads.ts"
 import { RunErrorCode } from "../domain/Codes.ts"
 import { draft, type EventDraft } from "../domain/Events.ts"
-import { WebSocketHub } from "../websocket/WebSocketHub.ts"
+import { EventLog } from "../eventlog/EventLog.ts"
 import { type ChatMessage, LanguageModel, type ToolCall } from "./LanguageModel.ts"
 import { ToolDispatcher } from "./ToolDispatcher.ts"
 
@@ -23,19 +24,24 @@ export interface RunContext {
   readonly messageId: string
 }
 
+export interface RunResult {
+  readonly response: string
+  readonly duration_ms: number
+}
+
 const HISTORY = 20
 
 const SYSTEM_PROMPT = "You are a helpful assistant in a chat thread. Use the tools when they help; answer concisely."
 
-export const makeAgentLoop = Effect.gen(function*() {
+export const makeRunLoop = Effect.gen(function*() {
   const model = yield* LanguageModel
   const dispatcher = yield* ToolDispatcher
   const threads = yield* Threads
-  const hub = yield* WebSocketHub
+  const eventLog = yield* EventLog
   const config = yield* AppConfig
 
-  const run = (context: RunContext) => {
-    const emit = (event: EventDraft) => threads.append(context.threadId, [event]).pipe(Effect.flatMap(hub.publish))
+  const run = (context: RunContext): Effect.Effect<RunResult, RunFailure> => {
+    const emit = (event: EventDraft) => Effect.asVoid(eventLog.append(context.threadId, [event]))
     const handle = { context, emit }
     return Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
@@ -95,13 +101,15 @@ export const makeAgentLoop = Effect.gen(function*() {
         message: `the agent did not answer within ${config.maxAgentSteps} steps`
       })
     }).pipe(
-      Effect.catchTag(
-        "DatabaseError",
-        () =>
+      Effect.catchTags({
+        DatabaseError: () =>
           Effect.fail(
             new RunFailure({ code: RunErrorCode.Unavailable, message: "the database was lost during the run" })
-          )
-      ),
+          ),
+        // Ended elsewhere (a cancel on another node, an expired lease) or an event out of order: the run
+        // stops here; its end, if it has none yet, says why.
+        LifecycleError: (error) => Effect.fail(new RunFailure({ code: RunErrorCode.Internal, message: error.message }))
+      }),
       Effect.timeoutFail({
         duration: config.runTimeout,
         onTimeout: () => new RunFailure({ code: RunErrorCode.Timeout, message: "the run took too long" })

@@ -1,0 +1,238 @@
+/**
+ * EventLog: the only way an event enters a thread. It appends in the
+ * caller's transaction (or its own), publishes once that commits, and
+ * enforces the run lifecycle of PROTOCOL.md section 3 before storing
+ * anything: no event of an ended run or of another process's run, no
+ * `tool_completed` without its open `tool_executing`, no reused tool call
+ * id, and a run starts and ends only through `startRun` and `endRun`.
+ * Ending a run, whatever ends it, closes its open tool calls first, then
+ * stores the terminal event, in one transaction: exactly one terminal, last.
+ */
+import { Clock, Context, Data, Duration, Effect, Layer, Option, type Queue, type Scope } from "effect"
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
+import { AppConfig } from "../config/AppConfig.ts"
+import type { DatabaseError } from "../domain/Errors.ts"
+import { draft, encodeEnvelope, type EventDraft, type EventType, type StoredEvent } from "../domain/Events.ts"
+import { Broker, type BrokerMessage } from "./Broker.ts"
+import { type EndStatus, EventStore, type RunRecord, type RunRef } from "./EventStore.ts"
+
+/** How a run ends: its status and its terminal event. */
+export interface Terminal {
+  readonly status: EndStatus
+  readonly event: Extract<EventDraft, { event_type: "agent_completed" | "agent_error" }>
+}
+
+export type LifecycleReason =
+  | "unknown_thread"
+  | "unknown_run"
+  | "wrong_thread"
+  | "run_ended"
+  | "not_owner"
+  | "tool_call_reused"
+  | "tool_call_not_open"
+  | "reserved_event"
+  | "missing_run_id"
+
+/** An event the log refused because it breaks the run lifecycle; nothing of its append was stored. */
+export class LifecycleError extends Data.TaggedError("LifecycleError")<{
+  readonly threadId: string
+  readonly runId: string | null
+  readonly eventType: EventType
+  readonly reason: LifecycleReason
+}> {
+  override get message() {
+    return `${this.eventType} refused: ${this.reason.replaceAll("_", " ")}`
+  }
+}
+
+/** Events only `startRun` and `endRun` may store. */
+const RESERVED: ReadonlySet<EventType> = new Set(["agent_started", "agent_completed", "agent_error"])
+/** Events that belong to no run. */
+const THREAD_EVENTS: ReadonlySet<EventType> = new Set(["message_created", "members_changed"])
+
+export const INTERRUPTED = "interrupted"
+
+/** The broker's message for a stored event: its envelope, and whom it cuts off. */
+export const toLive = (event: StoredEvent): BrokerMessage => {
+  const message = { threadId: event.thread_id, seq: event.seq, payload: encodeEnvelope(event) }
+  if (event.event_type !== "members_changed") return message
+  const removed = (event.data as { readonly removed?: ReadonlyArray<string> }).removed ?? []
+  return removed.length === 0 ? message : { ...message, revoke: removed }
+}
+
+export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
+  /** This process, as the owner of the runs it starts. */
+  readonly owner: string
+  /** `body` in one transaction; its events are published after it commits, after `onCommit`. */
+  readonly transaction: <A, E, R>(
+    body: Effect.Effect<A, E, R>,
+    onCommit?: (a: A) => Effect.Effect<void>
+  ) => Effect.Effect<A, E | DatabaseError, R>
+  readonly append: (
+    threadId: string,
+    drafts: ReadonlyArray<EventDraft>
+  ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>
+  /** Starts a run owned by this process, with `agent_started`; None when the thread has a run already. */
+  readonly startRun: (
+    input: { readonly threadId: string; readonly messageId: string; readonly agent: string }
+  ) => Effect.Effect<Option.Option<string>, DatabaseError | LifecycleError>
+  /** Ends a running run (its open tool calls closed first); false when it had already ended. */
+  readonly endRun: (threadId: string, runId: string, terminal: Terminal) => Effect.Effect<boolean, DatabaseError>
+  readonly findRun: (runId: string) => Effect.Effect<Option.Option<RunRecord>, DatabaseError>
+  readonly read: (
+    threadId: string,
+    afterSeq: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError>
+  readonly head: (threadId: string) => Effect.Effect<Option.Option<number>, DatabaseError>
+  /** Every event stored from now on, on any node, until the scope closes. */
+  readonly live: Effect.Effect<Queue.Dequeue<BrokerMessage>, never, Scope.Scope>
+  readonly renewLeases: (runIds: ReadonlyArray<string>) => Effect.Effect<void, DatabaseError>
+  readonly expiredRuns: Effect.Effect<ReadonlyArray<RunRef>, DatabaseError>
+}>() {}
+
+const make = Effect.gen(function*() {
+  const store = yield* EventStore
+  const broker = yield* Broker
+  const { runLease } = yield* AppConfig
+  const owner = `${hostname()}/${process.pid}/${randomUUID().slice(0, 8)}`
+
+  const publish = (events: ReadonlyArray<StoredEvent>) => broker.publish(events.map(toLive))
+
+  /** Stores drafts with the thread's next seqs, published on commit; no lifecycle check. */
+  const store_ = (threadId: string, drafts: ReadonlyArray<EventDraft>, first: number, now: number) =>
+    Effect.gen(function*() {
+      const timestamp = new Date(now).toISOString()
+      const events = drafts.map((d, i): StoredEvent => ({
+        event_id: randomUUID(),
+        thread_id: threadId,
+        run_id: d.run_id,
+        seq: first + i,
+        timestamp,
+        event_type: d.event_type,
+        data: d.data
+      }))
+      yield* store.insertEvents(events)
+      yield* store.afterCommit(publish(events))
+      return events
+    })
+
+  const refuse = (threadId: string, d: EventDraft, reason: LifecycleReason) =>
+    Effect.fail(new LifecycleError({ threadId, runId: d.run_id, eventType: d.event_type, reason }))
+
+  /** Checks one draft against its run's state, opening or closing its tool call. */
+  const check = (threadId: string, d: EventDraft, runs: Map<string, RunRecord>, now: Date) =>
+    Effect.gen(function*() {
+      if (THREAD_EVENTS.has(d.event_type)) {
+        return d.run_id === null ? undefined : yield* refuse(threadId, d, "reserved_event")
+      }
+      if (d.run_id === null) return yield* refuse(threadId, d, "missing_run_id")
+      if (RESERVED.has(d.event_type)) return yield* refuse(threadId, d, "reserved_event")
+      let run = runs.get(d.run_id)
+      if (run === undefined) {
+        const found = yield* store.run(d.run_id)
+        if (Option.isNone(found)) return yield* refuse(threadId, d, "unknown_run")
+        runs.set(d.run_id, run = found.value)
+      }
+      if (run.threadId !== threadId) return yield* refuse(threadId, d, "wrong_thread")
+      if (run.status !== "running") return yield* refuse(threadId, d, "run_ended")
+      if (run.owner !== owner) return yield* refuse(threadId, d, "not_owner")
+      if (d.event_type === "tool_executing") {
+        const opened = yield* store.openTool(d.run_id, d.data.tool_call_id, d.data.tool, now)
+        if (!opened) return yield* refuse(threadId, d, "tool_call_reused")
+      } else if (d.event_type === "tool_completed") {
+        const closed = yield* store.closeTool(d.run_id, d.data.tool_call_id, d.data.tool)
+        if (!closed) return yield* refuse(threadId, d, "tool_call_not_open")
+      }
+    })
+
+  const append = Effect.fn("EventLog.append")(function*(threadId: string, drafts: ReadonlyArray<EventDraft>) {
+    if (drafts.length === 0) return []
+    return yield* store.transaction(Effect.gen(function*() {
+      // The thread's row is locked first (the store's lock order), so the run checks below see the
+      // latest state: no other writer can end a run of this thread until this transaction is over.
+      const first = yield* store.allocate(threadId, drafts.length)
+      if (Option.isNone(first)) return yield* refuse(threadId, drafts[0]!, "unknown_thread")
+      const now = yield* Clock.currentTimeMillis
+      const runs = new Map<string, RunRecord>()
+      for (const d of drafts) yield* check(threadId, d, runs, new Date(now))
+      return yield* store_(threadId, drafts, first.value, now)
+    })).pipe(
+      Effect.tapErrorTag("LifecycleError", (error) =>
+        Effect.logWarning("event refused by the run lifecycle").pipe(
+          Effect.annotateLogs({ thread_id: error.threadId, run_id: error.runId, reason: error.reason })
+        ))
+    )
+  })
+
+  const startRun = Effect.fn("EventLog.startRun")(
+    function*(input: { readonly threadId: string; readonly messageId: string; readonly agent: string }) {
+      return yield* store.transaction(Effect.gen(function*() {
+        const runId = randomUUID()
+        const now = yield* Clock.currentTimeMillis
+        const started = draft("agent_started", runId, { agent: input.agent, message_id: input.messageId })
+        const first = yield* store.allocate(input.threadId, 1)
+        if (Option.isNone(first)) return yield* refuse(input.threadId, started, "unknown_thread")
+        const inserted = yield* store.insertRun({ ...input, runId, owner, lease: runLease, startedAt: new Date(now) })
+        if (!inserted) return Option.none<string>()
+        yield* store_(input.threadId, [started], first.value, now)
+        return Option.some(runId)
+      }))
+    }
+  )
+
+  const endRun = Effect.fn("EventLog.endRun")(function*(threadId: string, runId: string, terminal: Terminal) {
+    return yield* store.transaction(Effect.gen(function*() {
+      yield* store.lockThread(threadId)
+      const run = yield* store.run(runId)
+      if (Option.isNone(run) || run.value.threadId !== threadId) return false
+      if (run.value.status !== "running") {
+        // Perhaps this very end, committed by an attempt whose answer was lost: publish it again (a
+        // connection that has it already drops it; one that lacks what came before fetches it).
+        const last = yield* store.lastRunEvent(threadId, runId)
+        if (Option.isSome(last)) yield* store.afterCommit(publish([last.value]))
+        return false
+      }
+      const now = yield* Clock.currentTimeMillis
+      const open = yield* store.openTools(runId, true)
+      const drafts: Array<EventDraft> = open.map((call) =>
+        draft("tool_completed", runId, {
+          tool_call_id: call.toolCallId,
+          tool: call.tool,
+          error: INTERRUPTED,
+          duration_ms: Math.max(0, now - call.startedAt)
+        })
+      )
+      drafts.push({ ...terminal.event, run_id: runId })
+      const code = terminal.event.event_type === "agent_error" ? terminal.event.data.code : null
+      yield* store.finishRun(runId, terminal.status, code, new Date(now))
+      const first = yield* store.allocate(threadId, drafts.length)
+      if (Option.isNone(first)) return false
+      yield* store_(threadId, drafts, first.value, now)
+      return true
+    }))
+  })
+
+  return EventLog.of({
+    owner,
+    transaction: store.transaction,
+    append,
+    startRun,
+    endRun,
+    findRun: store.run,
+    read: store.read,
+    head: store.head,
+    live: broker.subscribe,
+    renewLeases: (runIds) => store.renewLeases(owner, runIds, runLease),
+    expiredRuns: store.expiredRuns
+  })
+})
+
+export const EventLogLive: Layer.Layer<EventLog, never, EventStore | Broker | AppConfig> = Layer.effect(
+  EventLog,
+  make
+)
+
+/** How long a lease is renewed for, and how often: a third of it, so two renewals may fail in a row. */
+export const renewEvery = (lease: Duration.Duration) => Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))

@@ -1,0 +1,106 @@
+/**
+ * EventStore: where the event log keeps events, runs and their tool calls.
+ * It only stores; the rules of what may be stored live in EventLog, once,
+ * whichever store is underneath (PostgreSQL, or memory for unit tests).
+ *
+ * Lock order, so concurrent writers never deadlock: a thread's row first
+ * (`lockThread` or `allocate`), then its runs.
+ */
+import { Context, type Duration, type Effect, type Option } from "effect"
+import type { DatabaseError } from "../domain/Errors.ts"
+import type { StoredEvent } from "../domain/Events.ts"
+
+export type RunStatus = "running" | "completed" | "failed" | "cancelled"
+export type EndStatus = Exclude<RunStatus, "running">
+
+export interface RunRecord {
+  readonly runId: string
+  readonly threadId: string
+  readonly messageId: string
+  readonly status: RunStatus
+  /** The process that runs it; null for runs of an earlier version. */
+  readonly owner: string | null
+}
+
+export interface RunRef {
+  readonly runId: string
+  readonly threadId: string
+}
+
+export interface OpenToolCall {
+  readonly toolCallId: string
+  readonly tool: string
+  /** Epoch ms. */
+  readonly startedAt: number
+}
+
+export interface NewRun {
+  readonly runId: string
+  readonly threadId: string
+  readonly messageId: string
+  readonly agent: string
+  readonly owner: string
+  readonly lease: Duration.Duration
+  readonly startedAt: Date
+}
+
+export class EventStore extends Context.Tag("agent-chat/EventStore")<EventStore, {
+  /**
+   * `body` in one transaction (joining the current one, if any); `onCommit`, then whatever the body
+   * registered with `afterCommit`, run once it has committed.
+   */
+  readonly transaction: <A, E, R>(
+    body: Effect.Effect<A, E, R>,
+    onCommit?: (a: A) => Effect.Effect<void>
+  ) => Effect.Effect<A, E | DatabaseError, R>
+  /** Runs `effect` once the current transaction commits; at once outside one. */
+  readonly afterCommit: (effect: Effect.Effect<void>) => Effect.Effect<void>
+
+  // Inside a transaction:
+  /** Locks the thread's row; false when there is no such thread. */
+  readonly lockThread: (threadId: string) => Effect.Effect<boolean, DatabaseError>
+  /** Takes the next `count` seqs of a thread (locking it) and returns the first; None without the thread. */
+  readonly allocate: (threadId: string, count: number) => Effect.Effect<Option.Option<number>, DatabaseError>
+  readonly insertEvents: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, DatabaseError>
+  readonly run: (runId: string) => Effect.Effect<Option.Option<RunRecord>, DatabaseError>
+  /** False when the thread already has a running run. */
+  readonly insertRun: (run: NewRun) => Effect.Effect<boolean, DatabaseError>
+  readonly finishRun: (
+    runId: string,
+    status: EndStatus,
+    errorCode: string | null,
+    at: Date
+  ) => Effect.Effect<void, DatabaseError>
+  /** False when the run has used this tool call id already. */
+  readonly openTool: (
+    runId: string,
+    toolCallId: string,
+    tool: string,
+    at: Date
+  ) => Effect.Effect<boolean, DatabaseError>
+  /** False when no open call of that id and tool exists. */
+  readonly closeTool: (runId: string, toolCallId: string, tool: string) => Effect.Effect<boolean, DatabaseError>
+  /** The run's open tool calls in the order they were opened; closes them all when `close` is set. */
+  readonly openTools: (runId: string, close: boolean) => Effect.Effect<ReadonlyArray<OpenToolCall>, DatabaseError>
+
+  // Anywhere:
+  readonly read: (
+    threadId: string,
+    afterSeq: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError>
+  readonly head: (threadId: string) => Effect.Effect<Option.Option<number>, DatabaseError>
+  /** The last stored event of a run (its terminal event once it has ended). */
+  readonly lastRunEvent: (
+    threadId: string,
+    runId: string
+  ) => Effect.Effect<Option.Option<StoredEvent>, DatabaseError>
+  /** Extends the leases of these runs of `owner` that are still running. */
+  readonly renewLeases: (
+    owner: string,
+    runIds: ReadonlyArray<string>,
+    lease: Duration.Duration
+  ) => Effect.Effect<void, DatabaseError>
+  /** Running runs whose lease has expired (by the store's clock), or that have none. */
+  readonly expiredRuns: Effect.Effect<ReadonlyArray<RunRef>, DatabaseError>
+}>() {}

@@ -1,0 +1,152 @@
+/**
+ * The event store on PostgreSQL (a server or the embedded PGlite). Leases
+ * are reckoned by the database's clock, the one clock every process shares.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import { Duration, Effect, Layer, Option } from "effect"
+import { afterCommit, transaction } from "../database/Transaction.ts"
+import { DatabaseError } from "../domain/Errors.ts"
+import type { EventType, StoredEvent } from "../domain/Events.ts"
+import { EventStore, type OpenToolCall, type RunRecord, type RunRef, type RunStatus } from "./EventStore.ts"
+
+interface EventRow {
+  readonly id: string
+  readonly thread_id: string
+  readonly run_id: string | null
+  readonly seq: number
+  readonly created_at: Date
+  readonly event_type: EventType
+  readonly data: unknown
+}
+
+const toStored = (row: EventRow): StoredEvent => ({
+  event_id: row.id,
+  thread_id: row.thread_id,
+  run_id: row.run_id,
+  seq: row.seq,
+  timestamp: row.created_at.toISOString(),
+  event_type: row.event_type,
+  data: row.data
+})
+
+const failed = (reason: string) => (cause: SqlError) => new DatabaseError({ reason, cause })
+
+const seconds = (lease: Duration.Duration) => Duration.toMillis(lease) / 1000
+
+const make = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  const provide = Effect.provideService(SqlClient.SqlClient, sql)
+
+  const eventColumns = sql`id, thread_id, run_id, seq, created_at, event_type, data`
+
+  return EventStore.of({
+    transaction: (body, onCommit) => provide(transaction(body, onCommit)),
+    afterCommit,
+    lockThread: (threadId) =>
+      sql`SELECT 1 AS one FROM threads WHERE id = ${threadId} FOR UPDATE`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.mapError(failed("lock thread"))
+      ),
+    allocate: (threadId, count) =>
+      sql<{ head_seq: number }>`
+        UPDATE threads SET head_seq = head_seq + ${count} WHERE id = ${threadId} RETURNING head_seq`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => row.head_seq - count + 1)),
+        Effect.mapError(failed("allocate seqs"))
+      ),
+    insertEvents: (events) =>
+      events.length === 0 ? Effect.void : sql`INSERT INTO events ${
+        sql.insert(events.map((e) => ({
+          thread_id: e.thread_id,
+          seq: e.seq,
+          id: e.event_id,
+          event_type: e.event_type,
+          run_id: e.run_id,
+          created_at: new Date(e.timestamp),
+          data: JSON.stringify(e.data)
+        })))
+      }`.pipe(Effect.asVoid, Effect.mapError(failed("insert events"))),
+    run: (runId) =>
+      sql<{ id: string; thread_id: string; message_id: string; status: RunStatus; owner: string | null }>`
+        SELECT id, thread_id, message_id, status, owner FROM runs WHERE id = ${runId}`.pipe(
+        Effect.map((rows) =>
+          Option.map(Option.fromNullable(rows[0]), (r): RunRecord => ({
+            runId: r.id,
+            threadId: r.thread_id,
+            messageId: r.message_id,
+            status: r.status,
+            owner: r.owner
+          }))
+        ),
+        Effect.mapError(failed("read run"))
+      ),
+    insertRun: (run) =>
+      sql`INSERT INTO runs (id, thread_id, message_id, agent, status, started_at, owner, lease_expires_at)
+        VALUES (${run.runId}, ${run.threadId}, ${run.messageId}, ${run.agent}, 'running', ${run.startedAt},
+          ${run.owner}, now() + make_interval(secs => ${seconds(run.lease)}))
+        ON CONFLICT (thread_id) WHERE status = 'running' DO NOTHING
+        RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(failed("insert run"))),
+    finishRun: (runId, status, errorCode, at) =>
+      sql`UPDATE runs SET status = ${status}, error_code = ${errorCode}, ended_at = ${at} WHERE id = ${runId}`.pipe(
+        Effect.asVoid,
+        Effect.mapError(failed("finish run"))
+      ),
+    openTool: (runId, toolCallId, tool, at) =>
+      sql`INSERT INTO run_tool_calls (run_id, tool_call_id, tool, started_at)
+        VALUES (${runId}, ${toolCallId}, ${tool}, ${at}) ON CONFLICT DO NOTHING RETURNING 1 AS one`.pipe(
+        Effect.map((rows) => rows.length > 0),
+        Effect.mapError(failed("open tool call"))
+      ),
+    closeTool: (runId, toolCallId, tool) =>
+      sql`UPDATE run_tool_calls SET completed = true
+        WHERE run_id = ${runId} AND tool_call_id = ${toolCallId} AND tool = ${tool} AND NOT completed
+        RETURNING 1 AS one`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(failed("close tool call"))),
+    openTools: (runId, close) =>
+      (close
+        ? sql<{ tool_call_id: string; tool: string; started_at: Date }>`
+          UPDATE run_tool_calls SET completed = true WHERE run_id = ${runId} AND NOT completed
+          RETURNING tool_call_id, tool, started_at`
+        : sql<{ tool_call_id: string; tool: string; started_at: Date }>`
+          SELECT tool_call_id, tool, started_at FROM run_tool_calls WHERE run_id = ${runId} AND NOT completed`).pipe(
+          Effect.map((rows) =>
+            rows.map((r): OpenToolCall => ({
+              toolCallId: r.tool_call_id,
+              tool: r.tool,
+              startedAt: r.started_at.getTime()
+            })).sort((a, b) => a.startedAt - b.startedAt || a.toolCallId.localeCompare(b.toolCallId))
+          ),
+          Effect.mapError(failed("read open tool calls"))
+        ),
+    read: (threadId, afterSeq, limit) =>
+      sql<EventRow>`SELECT ${eventColumns} FROM events
+        WHERE thread_id = ${threadId} AND seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`.pipe(
+        Effect.map((rows) => rows.map(toStored)),
+        Effect.mapError(failed("read events"))
+      ),
+    head: (threadId) =>
+      sql<{ head_seq: number }>`SELECT head_seq FROM threads WHERE id = ${threadId}`.pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0]?.head_seq)),
+        Effect.mapError(failed("read head seq"))
+      ),
+    lastRunEvent: (threadId, runId) =>
+      sql<EventRow>`SELECT ${eventColumns} FROM events
+        WHERE thread_id = ${threadId} AND run_id = ${runId} ORDER BY seq DESC LIMIT 1`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toStored)),
+        Effect.mapError(failed("read the last event of a run"))
+      ),
+    renewLeases: (owner, runIds, lease) =>
+      runIds.length === 0 ? Effect.void : sql`UPDATE runs
+        SET lease_expires_at = now() + make_interval(secs => ${seconds(lease)})
+        WHERE ${sql.in("id", runIds)} AND owner = ${owner} AND status = 'running'`.pipe(
+        Effect.asVoid,
+        Effect.mapError(failed("renew leases"))
+      ),
+    expiredRuns: sql<{ id: string; thread_id: string }>`SELECT id, thread_id FROM runs
+      WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now())`.pipe(
+      Effect.map((rows) => rows.map((r): RunRef => ({ runId: r.id, threadId: r.thread_id }))),
+      Effect.mapError(failed("list expired runs"))
+    )
+  })
+})
+
+export const SqlEventStoreLive: Layer.Layer<EventStore, never, SqlClient.SqlClient> = Layer.effect(EventStore, make)

@@ -1,0 +1,223 @@
+/**
+ * Supervisor: starts, runs and cancels agent runs. A run is a fiber owned
+ * by the supervisor, not by the connection that asked for it: a disconnect
+ * does not stop it, `cancel_run` from any member does. A run stays active
+ * (its thread busy, its lease renewed) until its end is stored, which the
+ * event log makes exactly one terminal event, the last.
+ */
+import { Clock, Context, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
+import type { Principal } from "../auth/Auth.ts"
+import { AppConfig } from "../config/AppConfig.ts"
+import { DatabaseMonitor } from "../database/Monitor.ts"
+import { Threads } from "../database/Threads.ts"
+import { RunErrorCode } from "../domain/Codes.ts"
+import { type DatabaseError, RequestError, StartupError } from "../domain/Errors.ts"
+import { draft } from "../domain/Events.ts"
+import { type ComponentHealth, up } from "../domain/Health.ts"
+import { EventLog } from "../eventlog/EventLog.ts"
+import type { EndStatus } from "../eventlog/EventStore.ts"
+import * as Metrics from "../metrics/Metrics.ts"
+import { Access } from "../threads/Access.ts"
+import { LanguageModel } from "./LanguageModel.ts"
+import { makeLeases } from "./Leases.ts"
+import { failed, storeEnd, terminalOf } from "./RunEnd.ts"
+import { makeRunLoop, type RunContext, type RunFailure, type RunResult } from "./RunLoop.ts"
+import { ToolDispatcher } from "./ToolDispatcher.ts"
+
+export interface Accepted {
+  readonly messageId: string
+  readonly runId: string
+}
+
+export class Supervisor extends Context.Tag("agent-chat/Supervisor")<Supervisor, {
+  /**
+   * Stores the message and starts a run. `accepted` runs once they are committed and before any of
+   * their events is published, so the sender's ack precedes them.
+   */
+  readonly send: (
+    principal: Principal,
+    threadId: string,
+    content: string,
+    accepted: (ids: Accepted) => Effect.Effect<void>
+  ) => Effect.Effect<Accepted, RequestError | DatabaseError>
+  /** Cancels a running run; when this succeeds the run has ended with `agent_error` `cancelled`. */
+  readonly cancel: (principal: Principal, runId: string) => Effect.Effect<void, RequestError | DatabaseError>
+  /** Runs of this process that have not stored their end yet. */
+  readonly activeRuns: Effect.Effect<number>
+  /**
+   * Shutdown: refuses new messages (`busy`), lets active runs finish for up to `grace`, then cancels the
+   * rest and waits a little for their ends to be stored (a run whose end cannot be stored for want of
+   * the database is left to its lease: another process, or the next one, ends it).
+   */
+  readonly drain: (grace: Duration.Duration) => Effect.Effect<void>
+  readonly health: Effect.Effect<ComponentHealth>
+}>() {}
+
+interface ActiveRun {
+  readonly threadId: string
+  /** The run loop; interrupting it cancels the run. */
+  readonly loop: Fiber.RuntimeFiber<RunResult, RunFailure>
+  /** How the run ended once its end is stored: None when this process could not store it. */
+  readonly outcome: Deferred.Deferred<Option.Option<EndStatus | "ended elsewhere">>
+}
+
+const make = Effect.gen(function*() {
+  const eventLog = yield* EventLog
+  const access = yield* Access
+  const threads = yield* Threads
+  const model = yield* LanguageModel
+  const loop = yield* makeRunLoop
+  const monitor = yield* DatabaseMonitor
+  const { databaseCheck } = yield* AppConfig
+  const scope = yield* Effect.scope
+  const runs = new Map<string, ActiveRun>()
+  let shuttingDown = false
+  let draining = false
+
+  const leases = yield* makeLeases(() => [...runs.keys()])
+  // Runs of processes that are gone can never end by themselves.
+  yield* leases.sweep.pipe(
+    Effect.mapError((cause) =>
+      new StartupError({ component: "supervisor", reason: "could not end the runs of stopped processes", cause })
+    )
+  )
+  yield* leases.start
+
+  /** The run's life after its loop: the terminal event stored (retried while the database is lost). */
+  const finish = (context: RunContext, run: ActiveRun) =>
+    Effect.gen(function*() {
+      const startedAt = yield* Clock.currentTimeMillis
+      const exit = yield* Fiber.await(run.loop)
+      const terminal = yield* terminalOf({ runId: context.runId, shuttingDown }, exit)
+      const stored = yield* storeEnd(eventLog, databaseCheck, monitor.nudge, context.threadId, context.runId, terminal)
+      const status = Option.map(stored, (mine) => mine ? terminal.status : "ended elsewhere" as const)
+      const now = yield* Clock.currentTimeMillis
+      if (Option.isSome(status) && status.value !== "ended elsewhere") {
+        yield* Metric.increment(Metric.tagged(Metrics.runs, "outcome", status.value))
+      }
+      yield* Metric.update(Metrics.runDuration, (now - startedAt) / 1000)
+      yield* Effect.logInfo("run ended").pipe(Effect.annotateLogs({
+        status: Option.getOrElse(status, () => "not stored"),
+        duration_ms: now - startedAt,
+        ...(terminal.event.event_type === "agent_error" ? { code: terminal.event.data.code } : {})
+      }))
+      yield* Deferred.succeed(run.outcome, status)
+    }).pipe(
+      Effect.onInterrupt(() => Deferred.succeed(run.outcome, Option.none())),
+      Effect.ensuring(Effect.sync(() => runs.delete(context.runId)))
+    )
+
+  const start = (context: RunContext, latch: Deferred.Deferred<void>) =>
+    Effect.gen(function*() {
+      yield* Metric.increment(Metric.tagged(Metrics.runs, "outcome", "started"))
+      const annotate = Effect.annotateLogs({
+        component: "supervisor",
+        thread_id: context.threadId,
+        run_id: context.runId
+      })
+      const loopFiber = yield* Deferred.await(latch).pipe(
+        Effect.zipRight(Effect.logInfo("run started")),
+        Effect.zipRight(loop.run(context)),
+        annotate,
+        Effect.withSpan("Supervisor.run", { attributes: { thread_id: context.threadId, run_id: context.runId } }),
+        // Started from a commit hook, which runs uninterruptibly, and a fork inherits that: opt in, so
+        // a cancel, a timeout or shutdown can stop it.
+        Effect.interruptible,
+        Effect.forkIn(scope)
+      )
+      const outcome = yield* Deferred.make<Option.Option<EndStatus | "ended elsewhere">>()
+      const run: ActiveRun = { threadId: context.threadId, loop: loopFiber, outcome }
+      runs.set(context.runId, run)
+      yield* finish(context, run).pipe(annotate, Effect.interruptible, Effect.forkIn(scope))
+    })
+
+  const send = Effect.fn("Supervisor.send")(function*(
+    principal: Principal,
+    threadId: string,
+    content: string,
+    accepted: (ids: Accepted) => Effect.Effect<void>
+  ) {
+    if (draining) return yield* Effect.fail(RequestError.busy("the server is shutting down; reconnect elsewhere"))
+    const latch = yield* Deferred.make<void>()
+    const ids = yield* eventLog.transaction(
+      Effect.gen(function*() {
+        yield* access.write(principal, threadId)
+        const messageId = yield* threads.insertMessage({ threadId, userId: principal.userId, content })
+        yield* eventLog.append(threadId, [
+          draft("message_created", null, { message_id: messageId, user_id: principal.userId, content })
+        ])
+        const runId = yield* eventLog.startRun({ threadId, messageId, agent: model.name })
+        if (Option.isNone(runId)) return yield* Effect.fail(RequestError.busy("a run is already active in this thread"))
+        return { messageId, runId: runId.value }
+      }).pipe(Effect.catchTag("LifecycleError", () => Effect.fail(RequestError.notFound("thread")))),
+      (ids) => Effect.zipRight(start({ threadId, ...ids }, latch), accepted(ids))
+    )
+    yield* Deferred.succeed(latch, undefined)
+    return ids
+  })
+
+  const cancel = Effect.fn("Supervisor.cancel")(function*(principal: Principal, runId: string) {
+    const notFound = RequestError.notFound("run")
+    const run = yield* eventLog.findRun(runId)
+    if (Option.isNone(run)) return yield* Effect.fail(notFound)
+    yield* access.read(principal, run.value.threadId).pipe(Effect.catchTag("RequestError", () => Effect.fail(notFound)))
+    if (run.value.status !== "running") return yield* Effect.fail(notFound)
+    const active = runs.get(runId)
+    if (active !== undefined) {
+      yield* Fiber.interrupt(active.loop)
+      const status = yield* Deferred.await(active.outcome)
+      if (Option.isNone(status)) {
+        return yield* Effect.fail(RequestError.internal("the cancellation could not be stored"))
+      }
+      if (status.value !== "cancelled") return yield* Effect.fail(notFound)
+      return
+    }
+    // Running in the log but not here: another process runs it, or ran it. Ending it in the log is the
+    // cancel; its owner's next event is then refused and its loop stops.
+    const terminal = failed(runId, RunErrorCode.Cancelled, "the run was cancelled")
+    if (!(yield* eventLog.endRun(run.value.threadId, runId, terminal))) return yield* Effect.fail(notFound)
+  })
+
+  const activeRuns = Effect.sync(() => runs.size)
+
+  const waitForRuns = (until: number) =>
+    activeRuns.pipe(Effect.repeat({ until: (n) => n <= until, schedule: Schedule.spaced(Duration.millis(25)) }))
+
+  const drain = (grace: Duration.Duration) =>
+    Effect.sync(() => draining = true).pipe(
+      Effect.zipRight(waitForRuns(0)),
+      // Finalizers run uninterruptibly: the wait must opt in, or the timeout could never stop it.
+      Effect.interruptible,
+      Effect.timeout(grace),
+      Effect.ignore,
+      Effect.zipRight(Effect.suspend(() => {
+        shuttingDown = true
+        return Fiber.interruptAll([...runs.values()].map((run) => run.loop))
+      })),
+      // Their ends are stored in a moment, unless the database is lost: then the leases see to them.
+      Effect.zipRight(waitForRuns(0).pipe(Effect.interruptible, Effect.timeout(Duration.seconds(3)), Effect.ignore)),
+      Effect.withSpan("Supervisor.drain")
+    )
+
+  yield* Effect.addFinalizer(() =>
+    Effect.suspend(() => {
+      shuttingDown = true
+      return Fiber.interruptAll([...runs.values()].map((run) => run.loop))
+    })
+  )
+
+  return Supervisor.of({
+    send,
+    cancel,
+    activeRuns,
+    drain,
+    health: Effect.map(activeRuns, (active) => up({ active_runs: active, agent: model.name }))
+  })
+})
+
+/** What the supervisor needs, in its type: the event log, the access rule, the model and the tools. */
+export const SupervisorLive: Layer.Layer<
+  Supervisor,
+  StartupError,
+  EventLog | Access | Threads | DatabaseMonitor | LanguageModel | ToolDispatcher | AppConfig
+> = Layer.scoped(Supervisor, make)

@@ -1,0 +1,69 @@
+/**
+ * Access: the one rule of who may do what in a thread, for the WebSocket
+ * and HTTP alike. Members read (join, replay, history), post and cancel
+ * its runs; its creator adds and removes members; any member may remove
+ * himself. A thread someone may not see is `not_found`, never `forbidden`,
+ * so its existence does not leak.
+ */
+import { Context, Effect, Layer, Option } from "effect"
+import type { Principal } from "../auth/Auth.ts"
+import { Threads } from "../database/Threads.ts"
+import { type DatabaseError, RequestError } from "../domain/Errors.ts"
+
+export interface MemberChange {
+  readonly add: ReadonlyArray<string>
+  readonly remove: ReadonlyArray<string>
+}
+
+export class Access extends Context.Tag("agent-chat/Access")<Access, {
+  /** A member may read the thread; succeeds with its head seq at the moment of the check. */
+  readonly read: (principal: Principal, threadId: string) => Effect.Effect<number, RequestError | DatabaseError>
+  /**
+   * A member may write (post a message, cancel a run): checked with the thread's row locked, inside the
+   * write's transaction, so a removal cannot slip between the check and the write.
+   */
+  readonly write: (principal: Principal, threadId: string) => Effect.Effect<void, RequestError | DatabaseError>
+  /** The creator changes anyone; another member may only remove himself. Locks like `write`. */
+  readonly changeMembers: (
+    principal: Principal,
+    threadId: string,
+    change: MemberChange
+  ) => Effect.Effect<void, RequestError | DatabaseError>
+}>() {}
+
+const notFound = RequestError.notFound("thread")
+
+const make = Effect.gen(function*() {
+  const threads = yield* Threads
+
+  const member = (principal: Principal, threadId: string, lock: boolean) =>
+    threads.membership(threadId, principal.userId, lock).pipe(
+      Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound), onSome: Effect.succeed }))
+    )
+
+  return Access.of({
+    read: (principal, threadId) =>
+      member(principal, threadId, false).pipe(
+        Effect.map((m) => m.headSeq),
+        Effect.withSpan("Access.read", { attributes: { thread_id: threadId } })
+      ),
+    write: (principal, threadId) =>
+      member(principal, threadId, true).pipe(
+        Effect.asVoid,
+        Effect.withSpan("Access.write", { attributes: { thread_id: threadId } })
+      ),
+    changeMembers: (principal, threadId, change) =>
+      Effect.gen(function*() {
+        const { createdBy } = yield* member(principal, threadId, true)
+        if (createdBy === principal.userId) return
+        const onlySelf = change.add.length === 0 && change.remove.every((id) => id === principal.userId)
+        if (!onlySelf) {
+          return yield* Effect.fail(
+            RequestError.forbidden("only the thread's creator may add members or remove others")
+          )
+        }
+      }).pipe(Effect.withSpan("Access.changeMembers", { attributes: { thread_id: threadId } }))
+  })
+})
+
+export const AccessLive: Layer.Layer<Access, never, Threads> = Layer.effect(Access, make)
