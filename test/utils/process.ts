@@ -1,5 +1,5 @@
 /** Runs the real server as a child process, as `npm start` does. */
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 
@@ -9,6 +9,15 @@ export interface Exited {
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
   readonly output: string
+}
+
+export interface Started {
+  readonly child: ChildProcess
+  /** As soon as the process has exited (a process it left behind may still be writing to its output). */
+  readonly exit: Promise<Omit<Exited, "output">>
+  /** Once it has exited and its output is closed, so the output is complete. */
+  readonly exited: Promise<Exited>
+  readonly output: () => string
 }
 
 export const freePort = () =>
@@ -21,21 +30,44 @@ export const freePort = () =>
     })
   })
 
-/** Starts `src/main.ts` with only the given environment (plus PATH and HOME). */
-export const startMain = (env: Record<string, string>) => {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+export interface StartOptions {
+  /** Run in a process group of its own (the child's pid is its id), to signal or inspect the whole group. */
+  readonly detached?: boolean
+}
+
+/** Starts a command in the project root with only the given environment (plus PATH and HOME). */
+export const start = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string>,
+  options: StartOptions = {}
+): Started => {
+  const child = spawn(command, args, {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"]
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached === true
   })
   let output = ""
-  child.stdout.on("data", (chunk: Buffer) => output += chunk.toString())
-  child.stderr.on("data", (chunk: Buffer) => output += chunk.toString())
-  const exited = new Promise<Exited>((resolve) =>
-    child.once("exit", (code, signal) => resolve({ code, signal, output }))
+  child.stdout!.on("data", (chunk: Buffer) => output += chunk.toString())
+  child.stderr!.on("data", (chunk: Buffer) => output += chunk.toString())
+  const exit = new Promise<Omit<Exited, "output">>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal }))
   )
-  return { child, exited, output: () => output }
+  const exited = new Promise<Exited>((resolve) =>
+    child.once("close", (code, signal) => resolve({ code, signal, output }))
+  )
+  return { child, exit, exited, output: () => output }
 }
+
+/** The documented production launch: one node process, no wrapper between the signal and the server. */
+export const startMain = (env: Record<string, string>, options?: StartOptions) =>
+  start(process.execPath, ["--import", "tsx", "src/main.ts"], env, options)
+
+/** `npm start` as a user or a container entrypoint runs it. */
+export const startNpm = (env: Record<string, string>, options?: StartOptions) =>
+  // The update check would reach out to the registry from a test.
+  start("npm", ["start"], { npm_config_update_notifier: "false", ...env }, options)
 
 /** Polls a URL until it answers `status`, or fails after the deadline. */
 export const waitForStatus = async (url: string, status: number, timeoutMs: number) => {
@@ -46,4 +78,44 @@ export const waitForStatus = async (url: string, status: number, timeoutMs: numb
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms`)
+}
+
+/** Whether any process of the group is left (zombies included: they are only gone once reaped). */
+export const groupAlive = (pgid: number) => {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false
+    throw error
+  }
+}
+
+/** Waits until no process of the group is left, or fails after the deadline. */
+export const waitGroupGone = async (pgid: number, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs
+  while (groupAlive(pgid)) {
+    if (Date.now() >= deadline) throw new Error(`processes of group ${pgid} still running after ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+/** SIGKILLs whatever is left of the group: a failed test must not leave a server running. */
+export const killGroup = (pgid: number) => {
+  try {
+    process.kill(-pgid, "SIGKILL")
+  } catch {
+    // already gone
+  }
+}
+
+/** The promise, or a rejection naming `what` once the deadline passes. */
+export const within = <A>(promise: Promise<A>, timeoutMs: number, what: string) => {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms`)), timeoutMs)
+    })
+  ]).finally(() => clearTimeout(timer))
 }
