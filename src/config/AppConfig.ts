@@ -76,7 +76,7 @@ export interface Tracing {
 
 /** Limits against abusive or broken clients; each is refused with a clear error, never silently. */
 export interface Limits {
-  /** Allowed `Origin` headers on `/ws`; empty allows any. */
+  /** Allowed `Origin` headers on `/ws`, besides the server's own; empty allows any. Requests without one are not checked. */
   readonly allowedOrigins: ReadonlyArray<string>
   readonly connectionsPerUser: number
   /** Sustained client frames per second per connection (token bucket)… */
@@ -169,7 +169,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     allowedOrigins: Config.string("WS_ALLOWED_ORIGINS").pipe(
       Config.withDefault(""),
       Config.map((list) => list.split(",").map((o) => o.trim()).filter((o) => o.length > 0)),
-      Config.withDescription("comma-separated Origin allow-list for /ws; empty allows any")
+      Config.withDescription("comma-separated Origin allow-list for /ws, besides the server's own; empty allows any")
     ),
     connectionsPerUser: positiveInt("LIMIT_CONNECTIONS_PER_USER", 20, "open connections one user may hold"),
     framesPerSecond: positiveInt("LIMIT_FRAMES_PER_SECOND", 20, "sustained client frames per second"),

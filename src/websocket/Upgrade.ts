@@ -2,8 +2,8 @@
  * The `/ws` upgrade. It owns the `ws` server so the frame limit is enforced
  * by the socket layer before a frame is buffered (close 1009), and it
  * refuses before upgrading, as plain HTTP with a JSON body: 401 for any
- * token problem, 403 for an origin not allowed, 429 past the connections a
- * user may hold, 503 while not ready. It never answers 500.
+ * token problem, 403 for a browser origin not allowed, 429 past the
+ * connections a user may hold, 503 while not ready. It never answers 500.
  */
 import { Effect, FiberSet, Metric } from "effect"
 import type { IncomingMessage } from "node:http"
@@ -45,6 +45,35 @@ export const tokenOf = (request: IncomingMessage, url: URL): string | undefined 
   }
   return url.searchParams.get("token") ?? undefined
 }
+
+/**
+ * Whether an `Origin` is the request's own: same host and port as the `Host` header. The scheme is
+ * left out, since TLS may end at a proxy in front, so the page's `https` origin meets a plain
+ * request; the `Host` header is read with the origin's scheme, so a default port written out or left
+ * implicit compares equal.
+ */
+export const isOwnOrigin = (origin: string, host: string | undefined): boolean => {
+  // Only a bare host[:port]: a URL parser would drop the rest of `host/path` or `user@host` and compare what is left.
+  if (host === undefined || /[\s/?#@\\]/.test(host)) return false
+  try {
+    const page = new URL(origin)
+    if (page.protocol !== "http:" && page.protocol !== "https:") return false
+    return page.host === new URL(`${page.protocol}//${host}`).host
+  } catch {
+    return false // "null" (a sandboxed frame, a file) or a malformed header
+  }
+}
+
+/**
+ * The allow-list guards against cross-site WebSocket hijacking, a browser attack; browsers always
+ * send `Origin`. A client without one (a CLI, another server) is not a browser page and goes on to
+ * the token check, and the page this server serves may always connect back to it.
+ */
+export const originAllowed = (
+  allowed: ReadonlySet<string>,
+  origin: string | undefined,
+  host: string | undefined
+): boolean => origin === undefined || allowed.size === 0 || allowed.has(origin) || isOwnOrigin(origin, host)
 
 export const makeUpgradeHandler = Effect.gen(function*() {
   const auth = yield* Auth
@@ -92,8 +121,8 @@ export const makeUpgradeHandler = Effect.gen(function*() {
         return refusal(socket, RefusalCode.Unavailable, "the server is not ready; retry shortly")
       }
       const origin = request.headers.origin
-      if (allowedOrigins.size > 0 && (origin === undefined || !allowedOrigins.has(origin))) {
-        return refusal(socket, RefusalCode.Forbidden, `origin ${origin ?? "(none)"} is not allowed`)
+      if (!originAllowed(allowedOrigins, origin, request.headers.host)) {
+        return refusal(socket, RefusalCode.Forbidden, `origin ${origin} is not allowed`)
       }
       const token = tokenOf(request, url)
       if (token === undefined) return refusal(socket, RefusalCode.Unauthorized, "missing access token")

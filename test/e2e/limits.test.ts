@@ -33,7 +33,7 @@ layer(TestServer.layer({ config: { limits } }), { excludeTestServices: true, tim
   const connect = (server: import("../utils/TestServer.ts").TestServerShape, user: string) =>
     server.connect(user, { headers: { origin: ORIGIN } })
 
-  it.effect("refuses an Origin outside the allow-list with 403 before upgrading", () =>
+  it.effect("refuses a foreign Origin outside the allow-list with 403 before upgrading, and accepts a listed one", () =>
     withServer(async (server) => {
       const token = await sign("olga")
       const foreign = await refusal(
@@ -41,10 +41,24 @@ layer(TestServer.layer({ config: { limits } }), { excludeTestServices: true, tim
       )
       expect(foreign.status).toBe(403)
       expect(foreign.body).toMatchObject({ error: "forbidden", reason: expect.stringMatching(/evil\.example/) })
-      const none = await refusal(ChatClient.connect(server.wsUrl, { token }))
-      expect(none.status).toBe(403)
       const allowed = await connect(server, "olga")
       expect(await allowed.waitFor((f) => f.type === "welcome")).toMatchObject({ user_id: "olga" })
+    }))
+
+  // Cross-site hijacking is a browser attack, and browsers always send Origin: a CLI or a server sends none.
+  it.effect("accepts a client that sends no Origin and a valid token, and answers one without a token 401", () =>
+    withServer(async (server) => {
+      const cli = await server.connect("olaf")
+      expect(await cli.waitFor((f) => f.type === "welcome")).toMatchObject({ user_id: "olaf" })
+      const anonymous = await refusal(ChatClient.connect(server.wsUrl))
+      expect(anonymous.status).toBe(401)
+      expect(anonymous.body).toMatchObject({ error: "unauthorized" })
+    }))
+
+  it.effect("accepts the page the server itself serves, whose origin is not listed", () =>
+    withServer(async (server) => {
+      const own = await server.connect("opal", { headers: { origin: server.httpUrl } })
+      expect(await own.waitFor((f) => f.type === "welcome")).toMatchObject({ user_id: "opal" })
     }))
 
   it.effect("refuses a user's connection past the limit with 429, and accepts again once one closes", () =>
