@@ -3,10 +3,10 @@
  * decides here, and nowhere else.
  */
 import { Effect, Layer, LogLevel, Option } from "effect"
-import { BuiltinModelLive } from "../src/agents/BuiltinModel.ts"
-import { BuiltinToolsLive } from "../src/agents/tools/BuiltinTools.ts"
 import { AuthLive, type AuthOptions } from "../src/auth/Auth.ts"
 import { DevTokensLive } from "../src/auth/DevTokens.ts"
+import { BuiltinModelLive } from "../src/builtin/BuiltinModel.ts"
+import { BuiltinToolsLive } from "../src/builtin/BuiltinTools.ts"
 import { AppConfig, AppConfigLive, type LoggingConfig, loggingConfig } from "../src/config/AppConfig.ts"
 import { loadOrCreateDevSecret } from "../src/config/DevSecret.ts"
 import * as Database from "../src/database/Database.ts"

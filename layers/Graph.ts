@@ -1,6 +1,6 @@
 /**
  * The layer graph, in startup order: Database, Broker, the event log,
- * Auth, WebSocketHub, Supervisor, then the HTTP server. Each mode (App,
+ * Auth, Hub, Supervisor, then the HTTP server. Each mode (App,
  * Test) chooses the layers; the shape is the same for all.
  */
 import type { PgClient } from "@effect/sql-pg"
@@ -9,11 +9,11 @@ import { Clock, Effect, Layer, Metric } from "effect"
 import type { Auth } from "../src/auth/Auth.ts"
 import type { AppConfig } from "../src/config/AppConfig.ts"
 import { DatabaseMonitorLive } from "../src/database/Monitor.ts"
-import { Threads } from "../src/database/Threads.ts"
+import { ReadinessLive } from "../src/domain/Readiness.ts"
 import type { Broker } from "../src/eventlog/Broker.ts"
 import { EventLogLive } from "../src/eventlog/EventLog.ts"
 import { SqlEventStoreLive } from "../src/eventlog/SqlEventStore.ts"
-import { ReadinessLive } from "../src/http/Readiness.ts"
+import { HubLive } from "../src/gateway/Hub.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
 import * as Metrics from "../src/metrics/Metrics.ts"
 import { TracingLive } from "../src/observability/Tracing.ts"
@@ -22,7 +22,7 @@ import { SupervisorLive } from "../src/runs/Supervisor.ts"
 import { ToolDispatcherLive, type Tools } from "../src/runs/ToolDispatcher.ts"
 import { AccessLive } from "../src/threads/Access.ts"
 import { MembersLive } from "../src/threads/Members.ts"
-import { WebSocketHubLive } from "../src/websocket/WebSocketHub.ts"
+import { Threads } from "../src/threads/Threads.ts"
 
 export interface GraphLayers<E> {
   readonly config: Layer.Layer<AppConfig, E>
@@ -49,7 +49,7 @@ const timed = <A, E, R>(component: string, layer: Layer.Layer<A, E, R>): Layer.L
 /** Every component, without the HTTP server. */
 export const components = <E>(layers: GraphLayers<E>) =>
   timed("supervisor", SupervisorLive).pipe(
-    Layer.provideMerge(Layer.mergeAll(timed("websocket", WebSocketHubLive), layers.model)),
+    Layer.provideMerge(Layer.mergeAll(timed("websocket", HubLive), layers.model)),
     Layer.provideMerge(ToolDispatcherLive.pipe(Layer.provideMerge(layers.tools))),
     Layer.provideMerge(timed("auth", layers.auth)),
     Layer.provideMerge(MembersLive),

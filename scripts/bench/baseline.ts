@@ -14,7 +14,7 @@ import { createServer, type IncomingMessage } from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
-import { encodeEnvelope, type StoredEvent } from "../../src/domain/Events.ts"
+import { encodeEnvelope, type StoredEvent } from "../../src/protocol/Events.ts"
 import { benchSecret } from "./common.ts"
 import { type BenchTarget, startControl } from "./control.ts"
 

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { setImmediate as yieldToLoop } from "node:timers/promises"
-import type { EventType, StoredEvent } from "../../src/domain/Events.ts"
+import type { EventType, StoredEvent } from "../../src/protocol/Events.ts"
 import {
   eventData,
   type EventSize,

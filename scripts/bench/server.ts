@@ -18,18 +18,18 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { server as serverGraph } from "../../layers/Graph.ts"
-import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
-import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
 import { AuthLive } from "../../src/auth/Auth.ts"
+import { BuiltinModelLive } from "../../src/builtin/BuiltinModel.ts"
+import { BuiltinToolsLive } from "../../src/builtin/BuiltinTools.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
 import * as Database from "../../src/database/Database.ts"
-import { Threads } from "../../src/database/Threads.ts"
-import type { EventDraft } from "../../src/domain/Events.ts"
 import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { Broker } from "../../src/eventlog/Broker.ts"
 import { EventLog, toLive } from "../../src/eventlog/EventLog.ts"
+import { Hub } from "../../src/gateway/Hub.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
-import { WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
+import type { EventDraft } from "../../src/protocol/Events.ts"
+import { Threads } from "../../src/threads/Threads.ts"
 import { PostgresTestDatabase } from "../../test/utils/TestDatabase.ts"
 import { BENCH_USER } from "./common.ts"
 import { type BenchTarget, startControl } from "./control.ts"
@@ -69,7 +69,7 @@ const graph = serverGraph({
 
 const main = Effect.gen(function*() {
   const context = yield* Layer.build(graph)
-  const hub = Context.get(context, WebSocketHub)
+  const hub = Context.get(context, Hub)
   const threads = Context.get(context, Threads)
   const eventLog = Context.get(context, EventLog)
   const broker = Context.get(context, Broker)

@@ -7,9 +7,9 @@
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream, Supervisor } from "effect"
 import type { AppConfigShape } from "../../src/config/AppConfig.ts"
+import { Hub, type HubStats } from "../../src/gateway/Hub.ts"
 import { LanguageModel, type ModelChunk } from "../../src/runs/LanguageModel.ts"
 import { Supervisor as AgentSupervisor } from "../../src/runs/Supervisor.ts"
-import { type HubStats, WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
 import { TestServer } from "../../test/utils/TestServer.ts"
 import { sign } from "../../test/utils/tokens.ts"
 import { StressClient } from "./client.ts"
@@ -25,7 +25,7 @@ export interface StressServer {
   readonly wsUrl: string
   readonly httpUrl: string
   readonly logs: LogCounts
-  readonly hub: Context.Tag.Service<WebSocketHub>
+  readonly hub: Context.Tag.Service<Hub>
   readonly stats: () => Promise<HubStats>
   readonly activeRuns: () => Promise<number>
   /** Fibers of the server's runtime that have started and not ended. */
@@ -89,7 +89,7 @@ export const startServer = async (options: StressServerOptions = {}): Promise<St
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
   const server = Context.get(context, TestServer)
-  const hub = Context.unsafeGet(server.context as Context.Context<WebSocketHub>, WebSocketHub)
+  const hub = Context.unsafeGet(server.context as Context.Context<Hub>, Hub)
   const supervisor = Context.unsafeGet(server.context as Context.Context<AgentSupervisor>, AgentSupervisor)
   const tokens = new Map<string, Promise<string>>()
   // Only clients still open are held, so a churn of thousands keeps none alive.

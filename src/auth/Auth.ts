@@ -5,7 +5,7 @@
 import { Context, Data, Duration, Effect, Either, Layer, Option, Schema } from "effect"
 import { errors as JoseErrors, jwtVerify } from "jose"
 import type { StartupError } from "../domain/Errors.ts"
-import { describe, Identifier } from "../domain/Frames.ts"
+import { describe, Identifier } from "../protocol/ClientFrames.ts"
 import { type KeyOptions, makeKeyResolver } from "./Keys.ts"
 
 export interface Principal {

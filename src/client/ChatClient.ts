@@ -1,9 +1,14 @@
 /**
- * A typed client of the wire protocol for Node (on `ws`): tests, scripts and the CLI.
- * It keeps every frame it receives, so callers (tests, the CLI) can wait
- * for what they expect with a deadline instead of sleeping.
+ * A typed client of the wire protocol for Node (on `ws`), used by the
+ * tests and scripts. It decodes every frame it receives with the protocol's
+ * Schemas (src/protocol) and keeps them all, so callers can wait for what
+ * they expect with a deadline instead of sleeping. A frame the Schemas do
+ * not know (a later addition, or a server bug) is kept too, and listed in
+ * `undecoded` with why.
  */
+import { Either, ParseResult, Schema } from "effect"
 import WebSocket from "ws"
+import { ServerFrame as ServerFrameSchema } from "../protocol/ServerFrames.ts"
 
 export interface EventFrame {
   readonly type: "event"
@@ -51,14 +56,23 @@ export interface ConnectOptions {
 
 let nextId = 0
 
+const decodeServerFrame = Schema.decodeUnknownEither(ServerFrameSchema)
+
 export class ChatClient {
   readonly frames: Array<ServerFrame> = []
+  /** Frames that did not decode, with the decoder's reason. */
+  readonly undecoded: Array<{ readonly frame: unknown; readonly reason: string }> = []
   closed: CloseInfo | undefined
   private waiters = new Set<() => void>()
 
   private constructor(readonly ws: WebSocket) {
     ws.on("message", (data) => {
-      this.frames.push(JSON.parse(data.toString()) as ServerFrame)
+      const frame: unknown = JSON.parse(data.toString())
+      const decoded = decodeServerFrame(frame)
+      if (Either.isLeft(decoded)) {
+        this.undecoded.push({ frame, reason: ParseResult.TreeFormatter.formatErrorSync(decoded.left) })
+      }
+      this.frames.push(frame as ServerFrame)
       this.notify()
     })
     ws.on("close", (code, reason) => {

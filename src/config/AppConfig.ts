@@ -16,7 +16,7 @@ import {
   Schedule
 } from "effect"
 import { StartupError } from "../domain/Errors.ts"
-import { MAX_CONTENT_CHARS, MAX_MEMBERS } from "../domain/Frames.ts"
+import { MAX_CONTENT_CHARS, MAX_MEMBERS } from "../protocol/ClientFrames.ts"
 
 export type AppEnv = "development" | "staging" | "production"
 

@@ -3,7 +3,7 @@
  * `StartupError` stops the process with a message naming the component.
  */
 import { Data, Schema } from "effect"
-import { ErrorCode } from "./Codes.ts"
+import { ErrorCode } from "../protocol/Codes.ts"
 
 export class RequestError extends Schema.TaggedError<RequestError>()("RequestError", {
   code: Schema.Literal(...Object.values(ErrorCode)),

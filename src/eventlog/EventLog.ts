@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
-import { draft, encodeEnvelope, type EventDraft, type EventType, type StoredEvent } from "../domain/Events.ts"
+import { draft, encodeEnvelope, type EventDraft, type EventType, type StoredEvent } from "../protocol/Events.ts"
 import { Broker, type BrokerMessage } from "./Broker.ts"
 import { type EndStatus, EventStore, type RunRecord, type RunRef } from "./EventStore.ts"
 

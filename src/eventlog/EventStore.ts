@@ -8,7 +8,7 @@
  */
 import { Context, type Duration, type Effect, type Option } from "effect"
 import type { DatabaseError } from "../domain/Errors.ts"
-import type { StoredEvent } from "../domain/Events.ts"
+import type { StoredEvent } from "../protocol/Events.ts"
 
 export type RunStatus = "running" | "completed" | "failed" | "cancelled"
 export type EndStatus = Exclude<RunStatus, "running">

@@ -8,7 +8,7 @@
 import { Clock, Duration, Effect, Exit, Layer, Option } from "effect"
 import { afterCommit, withCommitHooks } from "../database/Transaction.ts"
 import { DatabaseError } from "../domain/Errors.ts"
-import type { StoredEvent } from "../domain/Events.ts"
+import type { StoredEvent } from "../protocol/Events.ts"
 import { EventStore, type RunRecord } from "./EventStore.ts"
 
 export interface StoreFaults {

@@ -7,7 +7,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Duration, Effect, Layer, Option } from "effect"
 import { afterCommit, transaction } from "../database/Transaction.ts"
 import { DatabaseError } from "../domain/Errors.ts"
-import type { EventType, StoredEvent } from "../domain/Events.ts"
+import type { EventType, StoredEvent } from "../protocol/Events.ts"
 import { EventStore, type OpenToolCall, type RunRecord, type RunRef, type RunStatus } from "./EventStore.ts"
 
 interface EventRow {

@@ -9,17 +9,17 @@ import { Auth, type Principal } from "../auth/Auth.ts"
 import { DevTokens } from "../auth/DevTokens.ts"
 import * as Database from "../database/Database.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
-import { Threads } from "../database/Threads.ts"
-import { encodeEnvelope } from "../domain/Events.ts"
-import { describe, Identifier } from "../domain/Frames.ts"
 import { type ComponentHealth, down, up } from "../domain/Health.ts"
+import { Readiness } from "../domain/Readiness.ts"
 import { Broker } from "../eventlog/Broker.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
+import { Hub } from "../gateway/Hub.ts"
 import { PrometheusText } from "../metrics/Prometheus.ts"
+import { describe, Identifier } from "../protocol/ClientFrames.ts"
+import { encodeEnvelope } from "../protocol/Events.ts"
 import { Supervisor } from "../runs/Supervisor.ts"
 import { Access } from "../threads/Access.ts"
-import { WebSocketHub } from "../websocket/WebSocketHub.ts"
-import { Readiness } from "./Readiness.ts"
+import { Threads } from "../threads/Threads.ts"
 
 const json = (status: number, body: unknown) => HttpServerResponse.unsafeJson(body, { status })
 const failure = (status: number, error: string, reason: string) => json(status, { error, reason })
@@ -29,7 +29,7 @@ const page = readFileSync(new URL("../web/index.html", import.meta.url), "utf8")
 const ready = Effect.gen(function*() {
   const state = yield* (yield* Readiness).get
   const broker = yield* Broker
-  const hub = yield* WebSocketHub
+  const hub = yield* Hub
   const supervisor = yield* Supervisor
   const monitor = yield* DatabaseMonitor
   const answers = yield* Database.ping.pipe(Effect.as(true), Effect.orElseSucceed(() => false))
@@ -52,7 +52,7 @@ const ready = Effect.gen(function*() {
 })
 
 const metrics = Effect.gen(function*() {
-  const hub = yield* WebSocketHub
+  const hub = yield* Hub
   const stats = yield* hub.stats
   const counters = hub.counters
   const databaseUp = (yield* DatabaseMonitor).isUp() ? 1 : 0

@@ -9,12 +9,12 @@ import { Context, Duration, Effect, Layer } from "effect"
 import { createServer, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { AppConfig } from "../config/AppConfig.ts"
-import { CloseCode } from "../domain/Codes.ts"
 import { StartupError } from "../domain/Errors.ts"
+import { Readiness } from "../domain/Readiness.ts"
+import { Hub } from "../gateway/Hub.ts"
+import { makeWsAdapter } from "../gateway/WsAdapter.ts"
+import { CloseCode } from "../protocol/Codes.ts"
 import { Supervisor } from "../runs/Supervisor.ts"
-import { makeUpgradeHandler } from "../websocket/Upgrade.ts"
-import { WebSocketHub } from "../websocket/WebSocketHub.ts"
-import { Readiness } from "./Readiness.ts"
 import { app } from "./Routes.ts"
 
 export class ServerAddress extends Context.Tag("agent-chat/ServerAddress")<ServerAddress, {
@@ -38,7 +38,7 @@ const make = Effect.gen(function*() {
   const config = yield* AppConfig
   const readiness = yield* Readiness
   const supervisor = yield* Supervisor
-  const hub = yield* WebSocketHub
+  const hub = yield* Hub
   const handler = yield* NodeHttpServer.makeHandler(yield* app)
   const server = yield* Effect.acquireRelease(
     Effect.sync(() => createServer({ keepAliveTimeout: 5_000 })),
@@ -49,7 +49,7 @@ const make = Effect.gen(function*() {
       })
   )
   // Released before the server closes: no new upgrades, open sockets told 1001.
-  const upgrade = yield* makeUpgradeHandler
+  const upgrade = yield* makeWsAdapter
   // Shutdown, once readiness says draining (so /ws answers 503): runs get their grace period and
   // end with a stored terminal event, clients receive it, then are told 1001 to reconnect elsewhere.
   yield* Effect.addFinalizer(() =>

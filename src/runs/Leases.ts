@@ -9,9 +9,9 @@
 import { Duration, Effect, Schedule, type Scope } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
-import { RunErrorCode } from "../domain/Codes.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import { EventLog, renewEvery } from "../eventlog/EventLog.ts"
+import { RunErrorCode } from "../protocol/Codes.ts"
 import { failed } from "./RunEnd.ts"
 
 export const ORPHANED = "the server running this run stopped"

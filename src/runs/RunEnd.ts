@@ -7,9 +7,9 @@
  */
 import { Cause, Effect, Exit, Option } from "effect"
 import { type DatabaseCheck, reconnectSchedule } from "../config/AppConfig.ts"
-import { RunErrorCode } from "../domain/Codes.ts"
-import { draft } from "../domain/Events.ts"
 import type { EventLog, Terminal } from "../eventlog/EventLog.ts"
+import { RunErrorCode } from "../protocol/Codes.ts"
+import { draft } from "../protocol/Events.ts"
 import type { RunResult } from "./RunLoop.ts"
 import { RunFailure } from "./RunLoop.ts"
 

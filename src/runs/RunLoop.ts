@@ -6,10 +6,10 @@
  */
 import { Clock, Data, Duration, Effect, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
-import { Threads } from "../database/Threads.ts"
-import { RunErrorCode } from "../domain/Codes.ts"
-import { draft, type EventDraft } from "../domain/Events.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
+import { RunErrorCode } from "../protocol/Codes.ts"
+import { draft, type EventDraft } from "../protocol/Events.ts"
+import { Threads } from "../threads/Threads.ts"
 import { type ChatMessage, LanguageModel, type ToolCall } from "./LanguageModel.ts"
 import { ToolDispatcher } from "./ToolDispatcher.ts"
 

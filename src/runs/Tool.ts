@@ -2,7 +2,7 @@
  * A tool the agent may call. Tools are only ever run by the ToolDispatcher,
  * which is what guarantees `tool_executing` / `tool_completed` around each.
  */
-import { Data, type Effect } from "effect"
+import { Data, Effect, ParseResult, Schema } from "effect"
 import type { ToolSpec } from "./LanguageModel.ts"
 
 export interface ToolContext {
@@ -17,6 +17,14 @@ export class ToolError extends Data.TaggedError("ToolError")<{ readonly message:
 export interface Tool extends ToolSpec {
   readonly run: (input: unknown, context: ToolContext) => Effect.Effect<unknown, ToolError>
 }
+
+/** A tool's input, decoded with its Schema: a model that sends a bad input gets a clear tool error. */
+export const decodeInput = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =>
+  Schema.decodeUnknown(schema)(input).pipe(
+    Effect.mapError((error) =>
+      new ToolError({ message: `invalid input: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+    )
+  )
 
 /** Input and output shapes of the built-in tools, shared by the tools and the built-in agent. */
 export interface CalculatorInput {

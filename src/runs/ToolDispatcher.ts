@@ -11,9 +11,9 @@
 import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
-import { draft, type EventDraft } from "../domain/Events.ts"
 import type { LifecycleError } from "../eventlog/EventLog.ts"
 import * as Metrics from "../metrics/Metrics.ts"
+import { draft, type EventDraft } from "../protocol/Events.ts"
 import type { ToolCall, ToolSpec } from "./LanguageModel.ts"
 import type { Tool, ToolContext } from "./Tool.ts"
 

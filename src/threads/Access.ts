@@ -7,8 +7,8 @@
  */
 import { Context, Effect, Layer, Option } from "effect"
 import type { Principal } from "../auth/Auth.ts"
-import { Threads } from "../database/Threads.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
+import { Threads } from "./Threads.ts"
 
 export interface MemberChange {
   readonly add: ReadonlyArray<string>

@@ -7,11 +7,11 @@
 import { Context, Effect, Layer } from "effect"
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
-import { Threads } from "../database/Threads.ts"
 import { type DatabaseError, RequestError } from "../domain/Errors.ts"
-import { draft } from "../domain/Events.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
+import { draft } from "../protocol/Events.ts"
 import { Access, type MemberChange } from "./Access.ts"
+import { Threads } from "./Threads.ts"
 
 export class Members extends Context.Tag("agent-chat/Members")<Members, {
   /** Applies the change; a change that changes nothing stores nothing. */

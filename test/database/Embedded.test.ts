@@ -1,11 +1,11 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import { AppConfigTest } from "../../src/config/AppConfig.ts"
-import { Threads } from "../../src/database/Threads.ts"
-import { draft } from "../../src/domain/Events.ts"
 import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { EventLog, EventLogLive } from "../../src/eventlog/EventLog.ts"
 import { SqlEventStoreLive } from "../../src/eventlog/SqlEventStore.ts"
+import { draft } from "../../src/protocol/Events.ts"
+import { Threads } from "../../src/threads/Threads.ts"
 import { EmbeddedTestDatabase } from "../utils/TestDatabase.ts"
 
 // pglite-socket runs every client connection on one Postgres session and interleaves their protocol

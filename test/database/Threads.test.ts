@@ -1,6 +1,6 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
-import { Threads } from "../../src/database/Threads.ts"
+import { Threads } from "../../src/threads/Threads.ts"
 import { allTestDatabases } from "../utils/TestDatabase.ts"
 
 for (const database of allTestDatabases()) {

@@ -1,6 +1,6 @@
 import { expect, layer } from "@effect/vitest"
 import { Duration, Effect } from "effect"
-import { WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
+import { Hub } from "../../src/gateway/Hub.ts"
 import { expectContiguous, expectRunShape } from "../utils/invariants.ts"
 import { delta, scriptedModel } from "../utils/Models.ts"
 import { service, TestServer, withServer } from "../utils/TestServer.ts"
@@ -61,7 +61,7 @@ layer(TestServer.layer({ config: { heartbeat: Duration.millis(100) } }), {
 
   it.effect("releases a connection's registration and joins when it closes", () =>
     withServer(async (server) => {
-      const hub = service(server, WebSocketHub)
+      const hub = service(server, Hub)
       const before = await Effect.runPromise(hub.stats)
       const carol = await server.connect("carol")
       const { thread_id } = await carol.request({ type: "create_thread" })

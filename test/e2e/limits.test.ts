@@ -2,7 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { ChatClient, RequestFailed, UpgradeRefused } from "../../src/client/ChatClient.ts"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
-import { WebSocketHub } from "../../src/websocket/WebSocketHub.ts"
+import { Hub } from "../../src/gateway/Hub.ts"
 import { service, TestServer, withServer } from "../utils/TestServer.ts"
 import { sign } from "../utils/tokens.ts"
 
@@ -71,7 +71,7 @@ layer(TestServer.layer({ config: { limits } }), { excludeTestServices: true, tim
       await connect(server, "quinn")
       first.close()
       await first.waitClose()
-      const hub = service(server, WebSocketHub)
+      const hub = service(server, Hub)
       const deadline = Date.now() + 5_000
       while (hub.connectionsOf("pat") >= 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
       const again = await connect(server, "pat")

@@ -9,13 +9,13 @@ import type { Layer } from "effect"
 import { Layer as L } from "effect"
 import type { AppConfig } from "../../src/config/AppConfig.ts"
 import type { DatabaseMonitor } from "../../src/database/Monitor.ts"
-import type { Threads } from "../../src/database/Threads.ts"
 import type { StartupError } from "../../src/domain/Errors.ts"
 import type { EventLog } from "../../src/eventlog/EventLog.ts"
 import type { LanguageModel } from "../../src/runs/LanguageModel.ts"
 import { type Supervisor, SupervisorLive } from "../../src/runs/Supervisor.ts"
 import type { ToolDispatcher } from "../../src/runs/ToolDispatcher.ts"
 import type { Access } from "../../src/threads/Access.ts"
+import type { Threads } from "../../src/threads/Threads.ts"
 
 type Others = Threads | DatabaseMonitor | LanguageModel | ToolDispatcher | AppConfig
 

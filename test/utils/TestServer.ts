@@ -5,10 +5,10 @@
  */
 import { Context, Effect, Layer, Logger, LogLevel, Option } from "effect"
 import { type GraphLayers, server as serverGraph } from "../../layers/Graph.ts"
-import { BuiltinModelLive } from "../../src/agents/BuiltinModel.ts"
-import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
 import { AuthLive, type AuthOptions } from "../../src/auth/Auth.ts"
 import { DevTokensLive } from "../../src/auth/DevTokens.ts"
+import { BuiltinModelLive } from "../../src/builtin/BuiltinModel.ts"
+import { BuiltinToolsLive } from "../../src/builtin/BuiltinTools.ts"
 import { ChatClient, type ConnectOptions } from "../../src/client/ChatClient.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
 import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
@@ -45,6 +45,8 @@ export interface TestServerShape {
   /** Opens a connection as `userId` with a valid token; closed after the test by `withClients`. */
   readonly connect: (userId: string, options?: ConnectOptions) => Promise<ChatClient>
   readonly fetch: (path: string, init?: RequestInit & { readonly userId?: string }) => Promise<Response>
+  /** Every client `connect` opened, so a test can check they decoded every frame with the protocol's Schemas. */
+  readonly clients: ReadonlySet<ChatClient>
 }
 
 const logSink = (lines: Array<string> | undefined) =>
@@ -92,6 +94,7 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
         yield* Effect.addFinalizer(() => Effect.sync(() => clients.forEach((c) => c.ws.terminate())))
         return {
           port,
+          clients,
           wsUrl,
           httpUrl,
           context: context as Context.Context<never>,
@@ -111,9 +114,19 @@ export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestS
   }
 }
 
-/** Runs an async test body against the suite's server. */
+/**
+ * Runs an async test body against the suite's server; then every frame its clients received must have
+ * decoded with the protocol's Schemas (a frame that did not is a server frame off the contract).
+ */
 export const withServer = <A>(body: (server: TestServerShape) => Promise<A>) =>
-  Effect.flatMap(TestServer, (server) => Effect.promise(() => body(server)))
+  Effect.flatMap(TestServer, (server) =>
+    Effect.promise(async () => {
+      const before = new Set(server.clients)
+      const result = await body(server)
+      const undecoded = [...server.clients].filter((c) => !before.has(c)).flatMap((c) => c.undecoded)
+      if (undecoded.length > 0) throw new Error(`frames off the protocol: ${JSON.stringify(undecoded.slice(0, 3))}`)
+      return result
+    }))
 
 /** Reads a service of the running server, for assertions on its internals (hub stats and the like). */
 export const service = <I, S>(server: TestServerShape, tag: Context.Tag<I, S>): S =>

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import { decodeFrame } from "../../src/domain/Frames.ts"
+import { decodeFrame } from "../../src/protocol/ClientFrames.ts"
 
 const NUL = "\u0000"
 const decode = (frame: Record<string, unknown>) => decodeFrame(JSON.stringify(frame))

@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Stream } from "effect"
-import { BuiltinModelLive, respond } from "../../src/agents/BuiltinModel.ts"
-import { calculator, clock } from "../../src/agents/tools/BuiltinTools.ts"
+import { BuiltinModelLive, respond } from "../../src/builtin/BuiltinModel.ts"
+import { calculator } from "../../src/builtin/BuiltinTools.ts"
 import type { ChatMessage, ModelChunk, ToolCall } from "../../src/runs/LanguageModel.ts"
 import { LanguageModel } from "../../src/runs/LanguageModel.ts"
 import type { ClockOutput, SearchThreadOutput } from "../../src/runs/Tool.ts"
+import { clock } from "../../src/runs/tools/Clock.ts"
 
 const system: ChatMessage = { role: "system", content: "be helpful" }
 const user = (content: string, userId = "alice"): ChatMessage => ({

@@ -1,10 +1,12 @@
 /**
  * The close codes and error codes of the wire protocol, one table each,
- * exactly as PROTOCOL.md sections 2 and 4 name them.
+ * exactly as docs/PROTOCOL.md sections 1 to 4 name them.
  */
 export const CloseCode = {
   Normal: 1000,
   GoingAway: 1001,
+  /** An addition: a text frame that is not UTF-8; the `ws` library closes with it, as RFC 6455 requires. */
+  InvalidPayload: 1007,
   PolicyViolation: 1008,
   MessageTooBig: 1009,
   InternalError: 1011,

@@ -1,8 +1,9 @@
 /**
- * One client connection as the hub sees it: the socket, the principal, a
- * bounded outbox and a cursor per joined thread. Anything that writes to
- * the client goes through the outbox, so nothing outside the connection
- * ever blocks on its socket.
+ * One client connection, its state and its behaviour together: the socket,
+ * the principal and its token expiry, a bounded outbox, a cursor per
+ * joined thread, the rate bucket of its frames and its heartbeat. Anything
+ * that writes to the client goes through the outbox, so nothing outside
+ * the connection ever blocks on its socket.
  *
  * The outbox needs no fiber: a push schedules one flush per tick, which
  * writes everything queued in one corked batch and waits for the socket to
@@ -13,12 +14,11 @@
  */
 import { Effect } from "effect"
 import { randomUUID } from "node:crypto"
-import type { Socket } from "node:net"
-import { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
-import { CloseCode } from "../domain/Codes.ts"
 import type { BrokerMessage } from "../eventlog/Broker.ts"
 import type { HubCounters } from "../metrics/Metrics.ts"
+import { CloseCode } from "../protocol/Codes.ts"
+import type { ClientSocket, Frame } from "./Socket.ts"
 
 /** Where a connection is in a thread's event stream. */
 export interface ThreadCursor {
@@ -28,20 +28,28 @@ export interface ThreadCursor {
   pending: Array<BrokerMessage> | null
 }
 
-/** A frame: a string, or the bytes of a string already encoded once for every recipient. */
-export type Frame = string | Buffer
+export interface ConnectionLimits {
+  /** Frames the outbox holds before the client counts as too far behind. */
+  readonly outboxCapacity: number
+  /** Sustained client frames per second (a token bucket)… */
+  readonly framesPerSecond: number
+  /** …how many may come at once… */
+  readonly frameBurst: number
+  /** …and how many refused in a row make it a flood. */
+  readonly floodThreshold: number
+}
 
-const TEXT = { binary: false } as const
+/** What the rate bucket says of a client frame. */
+export type Admission = "accepted" | "rate_limited" | "flooding"
 
 export class Connection {
   readonly id = randomUUID()
   readonly threads = new Map<string, ThreadCursor>()
-  missedPongs = 0
-  /** Token bucket of client frames, and how many frames in a row it has refused. */
-  tokens = Number.POSITIVE_INFINITY
-  refilledAt = 0
-  refusedInARow = 0
-  expiryTimer: ReturnType<typeof setTimeout> | undefined
+  private missedPongs = 0
+  private tokens: number
+  private refilledAt = 0
+  private refusedInARow = 0
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined
   private closing = false
   private pendingClose: { readonly code: CloseCode; readonly reason: string } | undefined
   private queue: Array<Frame> = []
@@ -50,12 +58,14 @@ export class Connection {
   private waiters: Array<() => void> = []
 
   constructor(
-    readonly ws: WebSocket,
+    readonly socket: ClientSocket,
     /** Replaced when the client refreshes its token. */
     public principal: Principal,
-    private readonly capacity: number,
+    private readonly limits: ConnectionLimits,
     private readonly counters: HubCounters
-  ) {}
+  ) {
+    this.tokens = limits.frameBurst
+  }
 
   get userId() {
     return this.principal.userId
@@ -68,7 +78,7 @@ export class Connection {
   /** Queues a frame; a full outbox means the client fell too far behind: close 1013, it will replay. */
   push(frame: Frame): boolean {
     if (this.closing) return false
-    if (this.queue.length >= this.capacity) {
+    if (this.queue.length >= this.limits.outboxCapacity) {
       this.counters.slowConsumerCloses++
       this.counters.eventsDropped += this.queue.length + 1
       this.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
@@ -87,7 +97,7 @@ export class Connection {
           resume(Effect.void)
           return true
         }
-        if (this.queue.length >= this.capacity) return false
+        if (this.queue.length >= this.limits.outboxCapacity) return false
         this.push(frame)
         resume(Effect.void)
         return true
@@ -108,9 +118,38 @@ export class Connection {
     this.closing = true
     this.queue = []
     this.wake()
-    if (this.ws.readyState === WebSocket.OPEN || this.ws.readyState === WebSocket.CONNECTING) {
-      this.ws.close(code, reason)
+    this.socket.close(code, reason)
+  }
+
+  /** Takes a token from the bucket for a client frame; past the flood threshold the client is flooding. */
+  admit(now: number): Admission {
+    const elapsed = (now - this.refilledAt) / 1000
+    this.refilledAt = now
+    this.tokens = Math.min(this.limits.frameBurst, this.tokens + elapsed * this.limits.framesPerSecond)
+    if (this.tokens >= 1) {
+      this.tokens -= 1
+      this.refusedInARow = 0
+      return "accepted"
     }
+    this.refusedInARow++
+    return this.refusedInARow > this.limits.floodThreshold ? "flooding" : "rate_limited"
+  }
+
+  /** One heartbeat: a ping, or the end of a client that has not answered the last two. */
+  heartbeat() {
+    if (this.missedPongs >= 2) return this.socket.terminate()
+    this.missedPongs++
+    this.socket.ping()
+  }
+
+  pong() {
+    this.missedPongs = 0
+  }
+
+  /** A refreshed token for the same user: a new expiry. */
+  refresh(principal: Principal, now: number) {
+    this.principal = principal
+    this.armExpiry(now)
   }
 
   /** Closes the connection with 4001 when its token expires; re-armed by a refresh. */
@@ -162,18 +201,13 @@ export class Connection {
   private readonly flush = () => {
     this.scheduled = false
     if (this.writing || this.queue.length === 0 || this.closing) return
-    if (this.ws.readyState !== WebSocket.OPEN) return
+    if (!this.socket.isOpen()) return
     const batch = this.queue
     this.queue = []
     this.writing = true
     this.counters.framesOut += batch.length
     this.counters.outboxDepth.observe(batch.length)
-    const socket = (this.ws as unknown as { _socket?: Socket })._socket
-    socket?.cork()
-    const last = batch.length - 1
-    for (let i = 0; i < last; i++) this.ws.send(batch[i]!, TEXT)
-    this.ws.send(batch[last]!, TEXT, this.written)
-    socket?.uncork()
+    this.socket.send(batch, this.written)
     this.wake()
   }
 

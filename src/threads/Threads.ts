@@ -7,8 +7,8 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Clock, Effect, Option } from "effect"
 import { randomUUID } from "node:crypto"
+import { transaction } from "../database/Transaction.ts"
 import { DatabaseError } from "../domain/Errors.ts"
-import { transaction } from "./Transaction.ts"
 
 export interface ThreadSummary {
   readonly thread_id: string

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either } from "effect"
-import { evaluate, extractExpressions } from "../../src/agents/Calculator.ts"
+import { evaluate, extractExpressions } from "../../src/builtin/Calculator.ts"
 
 const value = (expression: string) => {
   const result = evaluate(expression)

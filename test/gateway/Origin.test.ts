@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { isOwnOrigin, originAllowed } from "../../src/websocket/Upgrade.ts"
+import { isOwnOrigin, originAllowed } from "../../src/gateway/Upgrade.ts"
 
 describe("the origin rule of /ws", () => {
   const listed = new Set(["https://chat.example"])

@@ -1,22 +1,20 @@
 /**
- * The `/ws` upgrade. It owns the `ws` server so the frame limit is enforced
- * by the socket layer before a frame is buffered (close 1009), and it
- * refuses before upgrading, as plain HTTP with a JSON body: 401 for any
- * token problem, 403 for a browser origin not allowed, 429 past the
- * connections a user may hold, 503 while not ready. It never answers 500.
+ * Whether a `/ws` upgrade may proceed, decided before the handshake and
+ * answered as plain HTTP with a JSON body (docs/PROTOCOL.md section 1):
+ * 503 while not ready, 403 for a browser origin not allowed, 401 for any
+ * token problem (503 when the key set is unreachable), 429 past the
+ * connections a user may hold. It never answers 500.
  */
-import { Effect, FiberSet, Metric } from "effect"
+import { Effect, Either, Metric } from "effect"
 import type { IncomingMessage } from "node:http"
 import { STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
-import { type WebSocket, WebSocketServer } from "ws"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
-import { CloseCode, RefusalCode } from "../domain/Codes.ts"
-import { Readiness } from "../http/Readiness.ts"
+import { Readiness } from "../domain/Readiness.ts"
 import * as Metrics from "../metrics/Metrics.ts"
-import { makeSession } from "./Session.ts"
-import { WebSocketHub } from "./WebSocketHub.ts"
+import { RefusalCode } from "../protocol/Codes.ts"
+import { Hub } from "./Hub.ts"
 
 /** Writes an HTTP response on a socket that was never upgraded, then closes it. */
 export const refuse = (socket: Duplex, status: number, body: Record<string, string>) => {
@@ -31,10 +29,20 @@ export const refuse = (socket: Duplex, status: number, body: Record<string, stri
   )
 }
 
-const refusal = (socket: Duplex, code: RefusalCode, reason: string) => {
-  Metric.tagged(Metrics.upgradeRefusals, "reason", code.error).unsafeUpdate(1, [])
-  refuse(socket, code.status, { error: code.error, reason })
+export interface Refusal {
+  readonly status: number
+  readonly error: string
+  readonly reason: string
 }
+
+/** Answers a refused upgrade, counted by its reason. */
+export const sendRefusal = (socket: Duplex, refusal: Refusal) => {
+  Metric.tagged(Metrics.upgradeRefusals, "reason", refusal.error).unsafeUpdate(1, [])
+  refuse(socket, refusal.status, { error: refusal.error, reason: refusal.reason })
+}
+
+const refusal = (code: RefusalCode, reason: string): Either.Either<Principal, Refusal> =>
+  Either.left({ status: code.status, error: code.error, reason })
 
 /** The token from `Authorization: Bearer …`, else from `?token=`. */
 export const tokenOf = (request: IncomingMessage, url: URL): string | undefined => {
@@ -75,81 +83,36 @@ export const originAllowed = (
   host: string | undefined
 ): boolean => origin === undefined || allowed.size === 0 || allowed.has(origin) || isOwnOrigin(origin, host)
 
-export const makeUpgradeHandler = Effect.gen(function*() {
+/** The upgrade's verdict: the principal to connect as, or the refusal to answer with. */
+export const makeUpgradeCheck = Effect.gen(function*() {
   const auth = yield* Auth
   const readiness = yield* Readiness
   const config = yield* AppConfig
-  const session = yield* makeSession
-  const hub = yield* WebSocketHub
+  const hub = yield* Hub
   const allowedOrigins = new Set(config.limits.allowedOrigins)
-  const runFork = yield* FiberSet.makeRuntime<never>()
-  const sockets = new Set<WebSocket>()
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: config.maxFrameBytes,
-    perMessageDeflate: false,
-    clientTracking: false
-  })
 
-  // Shutdown: tell every client to reconnect elsewhere; the FiberSet then ends the sessions.
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      for (const ws of sockets) ws.close(CloseCode.GoingAway, "server shutting down")
-    })
-  )
-
-  const accept = (request: IncomingMessage, socket: Duplex, head: Buffer, principal: Principal) =>
-    wss.handleUpgrade(request, socket, head, (ws) => {
-      sockets.add(ws)
-      ws.on("error", () => {})
-      ws.on("close", () => sockets.delete(ws))
-      try {
-        session.open(ws, principal)
-      } catch (defect) {
-        runFork(Effect.logError("connection failed", defect))
-        ws.close(CloseCode.InternalError, "internal error")
-      }
-    })
-
-  const upgrade = (request: IncomingMessage, socket: Duplex, head: Buffer) =>
+  return (request: IncomingMessage, url: URL): Effect.Effect<Either.Either<Principal, Refusal>> =>
     Effect.gen(function*() {
-      const url = new URL(request.url ?? "/", "http://localhost")
-      if (url.pathname !== "/ws") {
-        return refuse(socket, 404, { error: "not_found", reason: "no WebSocket here; use /ws" })
-      }
       if ((yield* readiness.get) !== "ready") {
-        return refusal(socket, RefusalCode.Unavailable, "the server is not ready; retry shortly")
+        return refusal(RefusalCode.Unavailable, "the server is not ready; retry shortly")
       }
       const origin = request.headers.origin
       if (!originAllowed(allowedOrigins, origin, request.headers.host)) {
-        return refusal(socket, RefusalCode.Forbidden, `origin ${origin} is not allowed`)
+        return refusal(RefusalCode.Forbidden, `origin ${origin} is not allowed`)
       }
       const token = tokenOf(request, url)
-      if (token === undefined) return refusal(socket, RefusalCode.Unauthorized, "missing access token")
+      if (token === undefined) return refusal(RefusalCode.Unauthorized, "missing access token")
       const principal = yield* auth.verify(token).pipe(Effect.either)
       if (principal._tag === "Left") {
         const code = principal.left.unavailable === true ? RefusalCode.Unavailable : RefusalCode.Unauthorized
-        return refusal(socket, code, principal.left.reason)
+        return refusal(code, principal.left.reason)
       }
       if (hub.connectionsOf(principal.right.userId) >= config.limits.connectionsPerUser) {
         return refusal(
-          socket,
           RefusalCode.TooManyConnections,
           `at most ${config.limits.connectionsPerUser} connections per user`
         )
       }
-      accept(request, socket, head, principal.right)
-    }).pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.zipRight(
-          Effect.logError("upgrade failed", cause),
-          Effect.sync(() => refusal(socket, RefusalCode.Unavailable, "the server could not accept the connection"))
-        )
-      )
-    )
-
-  return (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on("error", () => socket.destroy())
-    runFork(upgrade(request, socket, head))
-  }
+      return Either.right(principal.right)
+    })
 })

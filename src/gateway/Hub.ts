@@ -1,5 +1,5 @@
 /**
- * WebSocketHub: the node's registry of connections and the fan-out of
+ * Hub: the node's registry of connections and the fan-out of
  * stored events to them. One fiber takes the event log's live events and
  * offers each to the outboxes of the connections that joined its thread;
  * joins replay from the event log and switch to live with no gap and no
@@ -8,17 +8,17 @@
  * the thread: their join of it ends there.
  */
 import { Context, Duration, Effect, FiberSet, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
-import type { WebSocket } from "ws"
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
-import { CloseCode } from "../domain/Codes.ts"
 import type { DatabaseError, RequestError } from "../domain/Errors.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
 import type { BrokerMessage } from "../eventlog/Broker.ts"
 import { EventLog, toLive } from "../eventlog/EventLog.ts"
 import { HubCounters } from "../metrics/Metrics.ts"
+import { CloseCode } from "../protocol/Codes.ts"
 import { Access } from "../threads/Access.ts"
 import { Connection, type ThreadCursor } from "./Connection.ts"
+import type { ClientSocket } from "./Socket.ts"
 
 const REPLAY_PAGE = 1000
 
@@ -29,9 +29,9 @@ export interface HubStats {
   readonly users: number
 }
 
-export class WebSocketHub extends Context.Tag("agent-chat/WebSocketHub")<WebSocketHub, {
-  /** Registers a connection for the life of the scope: its outbox, writer fiber and joins go with it. */
-  readonly register: (ws: WebSocket, principal: Principal) => Effect.Effect<Connection, never, Scope.Scope>
+export class Hub extends Context.Tag("agent-chat/Hub")<Hub, {
+  /** Registers a connection for the life of the scope: its outbox, heartbeat and joins go with it. */
+  readonly register: (socket: ClientSocket, principal: Principal) => Effect.Effect<Connection, never, Scope.Scope>
   /**
    * Joins a thread if Access lets the connection's user read it: `onHead` runs (to queue the ack) once
    * the head is known, then stored events after `afterSeq` are queued, then live ones.
@@ -190,14 +190,7 @@ const make = Effect.gen(function*() {
   )
 
   const heartbeat = Effect.sync(() => {
-    for (const connection of connections) {
-      if (connection.missedPongs >= 2) {
-        connection.ws.terminate()
-      } else {
-        connection.missedPongs++
-        connection.ws.ping()
-      }
-    }
+    for (const connection of connections) connection.heartbeat()
   })
   yield* heartbeat.pipe(
     Effect.repeat(Schedule.spaced(config.heartbeat)),
@@ -205,14 +198,13 @@ const make = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  const register = (ws: WebSocket, principal: Principal) =>
+  const connectionLimits = { outboxCapacity: config.outboxCapacity, ...config.limits }
+
+  const register = (socket: ClientSocket, principal: Principal) =>
     Effect.acquireRelease(
       Effect.sync(() => {
-        const connection = new Connection(ws, principal, config.outboxCapacity, counters)
+        const connection = new Connection(socket, principal, connectionLimits, counters)
         counters.connects++
-        ws.on("pong", () => {
-          connection.missedPongs = 0
-        })
         connections.add(connection)
         perUser.set(principal.userId, (perUser.get(principal.userId) ?? 0) + 1)
         return connection
@@ -249,7 +241,7 @@ const make = Effect.gen(function*() {
       Effect.tapErrorCause(() =>
         Effect.sync(() => isCurrent(connection, threadId, cursor) && unsubscribe(connection, threadId))
       ),
-      Effect.withSpan("WebSocketHub.join", { attributes: { thread_id: threadId } })
+      Effect.withSpan("Hub.join", { attributes: { thread_id: threadId } })
     )
   }
 
@@ -259,7 +251,7 @@ const make = Effect.gen(function*() {
     return { connections: connections.size, threads: byThread.size, subscriptions, users: perUser.size }
   })
 
-  return WebSocketHub.of({
+  return Hub.of({
     register,
     join,
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
@@ -282,7 +274,7 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const WebSocketHubLive: Layer.Layer<WebSocketHub, never, AppConfig | EventLog | Access> = Layer.scoped(
-  WebSocketHub,
+export const HubLive: Layer.Layer<Hub, never, AppConfig | EventLog | Access> = Layer.scoped(
+  Hub,
   make
 )
