@@ -18,12 +18,7 @@ const database = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
   Option.match(config.databaseUrl, {
     onSome: (url) => Database.layerUrl({ url, poolSize: config.databasePoolSize, retry: config.startupRetry }),
     // Only development gets here: validation requires DATABASE_URL elsewhere.
-    onNone: () =>
-      Database.layerEmbedded({
-        dataDir: Option.some(`${config.dataDir}/pg`),
-        poolSize: config.databasePoolSize,
-        retry: config.startupRetry
-      })
+    onNone: () => Database.layerEmbedded({ dataDir: Option.some(`${config.dataDir}/pg`), retry: config.startupRetry })
   })))
 
 const auth = Layer.unwrapEffect(Effect.gen(function*() {

@@ -18,6 +18,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { server as serverGraph } from "../../layers/Graph.ts"
+import { PostgresTestDatabase } from "../../layers/Test.ts"
 import { AuthLive } from "../../src/auth/Auth.ts"
 import { BuiltinModelLive } from "../../src/builtin/BuiltinModel.ts"
 import { BuiltinToolsLive } from "../../src/builtin/BuiltinTools.ts"
@@ -30,7 +31,6 @@ import { Hub } from "../../src/gateway/Hub.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
 import type { EventDraft } from "../../src/protocol/Events.ts"
 import { Threads } from "../../src/threads/Threads.ts"
-import { PostgresTestDatabase } from "../../test/utils/TestDatabase.ts"
 import { BENCH_USER } from "./common.ts"
 import { type BenchTarget, startControl } from "./control.ts"
 
@@ -50,7 +50,7 @@ if (dataDir !== undefined) process.on("exit", () => rmSync(dataDir, { recursive:
 const retry = { attempts: 3, baseDelay: Duration.millis(100), maxElapsed: Duration.seconds(10) }
 const database = postgresUrl
   ? PostgresTestDatabase(postgresUrl, config.databasePoolSize)
-  : Database.layerEmbedded({ dataDir: Option.fromNullable(dataDir), poolSize: config.databasePoolSize, retry })
+  : Database.layerEmbedded({ dataDir: Option.fromNullable(dataDir), retry })
 
 const graph = serverGraph({
   config: AppConfigTest(overrides),

@@ -1,17 +1,17 @@
 /**
- * The server under stress: `TestServer.layer` (the real layer graph on
- * port 0, the test database, in-process broker and test secret) with two
+ * The server under stress: the test graph (layers/Test.ts: the real layer
+ * graph on port 0, the test database, in-process broker and test secret) with two
  * additions around it, so the scenarios can see inside: a fiber tracker
  * (`Supervisor.track`, which every fiber of the server's runtime reports
  * to) and a logger that counts what the server logs instead of printing it.
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream, Supervisor } from "effect"
+import { testGraph, testToken } from "../../layers/Test.ts"
 import type { AppConfigShape } from "../../src/config/AppConfig.ts"
 import { Hub, type HubStats } from "../../src/gateway/Hub.ts"
+import { ServerAddress } from "../../src/http/Server.ts"
 import { LanguageModel, type ModelChunk } from "../../src/runs/LanguageModel.ts"
 import { Supervisor as AgentSupervisor } from "../../src/runs/Supervisor.ts"
-import { TestServer } from "../../test/utils/TestServer.ts"
-import { sign } from "../../test/utils/tokens.ts"
 import { StressClient } from "./client.ts"
 
 export interface LogCounts {
@@ -77,7 +77,7 @@ const countingLogger = (counts: LogCounts) =>
 export const startServer = async (options: StressServerOptions = {}): Promise<StressServer> => {
   const logs: LogCounts = { errors: 0, warnings: 0, first: [] }
   const tracker = Effect.runSync(Supervisor.track)
-  const layer = TestServer.layer({
+  const layer = testGraph({
     // Pings are not under test here; a long interval keeps them out of the counts.
     config: { heartbeat: Duration.hours(1), ...options.config },
     ...(options.model === undefined ? {} : { model: options.model })
@@ -88,16 +88,17 @@ export const startServer = async (options: StressServerOptions = {}): Promise<St
   )
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(Layer.buildWithScope(layer, scope))
-  const server = Context.get(context, TestServer)
-  const hub = Context.unsafeGet(server.context as Context.Context<Hub>, Hub)
-  const supervisor = Context.unsafeGet(server.context as Context.Context<AgentSupervisor>, AgentSupervisor)
+  const { port } = Context.get(context, ServerAddress)
+  const server = { wsUrl: `ws://127.0.0.1:${port}/ws`, httpUrl: `http://127.0.0.1:${port}` }
+  const hub = Context.get(context, Hub)
+  const supervisor = Context.get(context, AgentSupervisor)
   const tokens = new Map<string, Promise<string>>()
   // Only clients still open are held, so a churn of thousands keeps none alive.
   const clients = new Set<StressClient>()
 
   const token = (userId: string) => {
     let signed = tokens.get(userId)
-    if (signed === undefined) tokens.set(userId, signed = sign(userId))
+    if (signed === undefined) tokens.set(userId, signed = Effect.runPromise(testToken(userId)))
     return signed
   }
 

@@ -97,7 +97,6 @@ export const EMBEDDED_POOL_SIZE = 1
 
 export const layerEmbedded = (options: {
   readonly dataDir: Option.Option<string>
-  readonly poolSize: number
   readonly retry: RetryPolicy
 }): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient | Embedded, StartupError> =>
   Layer.unwrapEffect(

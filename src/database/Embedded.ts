@@ -11,7 +11,6 @@ import { StartupError } from "../domain/Errors.ts"
 
 export class Embedded extends Context.Tag("agent-chat/database/Embedded")<Embedded, {
   readonly url: Redacted.Redacted
-  readonly dataDir: Option.Option<string>
 }>() {}
 
 export const EmbeddedPostgres = (options: {
@@ -37,7 +36,7 @@ export const EmbeddedPostgres = (options: {
         () => Effect.promise(() => server.stop()).pipe(Effect.ignore)
       )
       const url = Redacted.make(`postgres://postgres@${server.getServerConn()}/postgres?sslmode=disable`)
-      return { url, dataDir: options.dataDir }
+      return { url }
     }).pipe(
       Effect.mapError((cause) =>
         new StartupError({

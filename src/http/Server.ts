@@ -75,6 +75,4 @@ const make = Effect.gen(function*() {
   return ServerAddress.of({ host: address.address, port: address.port })
 })
 
-export type ServerRequirements = Layer.Layer.Context<typeof HttpServerLive>
-
 export const HttpServerLive = Layer.scoped(ServerAddress, make)

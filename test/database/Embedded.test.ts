@@ -11,7 +11,7 @@ import { EmbeddedTestDatabase } from "../utils/TestDatabase.ts"
 // pglite-socket runs every client connection on one Postgres session and interleaves their protocol
 // messages, so concurrent statements on several connections clobbered each other's unnamed statement.
 const stores = Layer.mergeAll(Threads.Default, EventLogLive.pipe(Layer.provide(SqlEventStoreLive))).pipe(
-  Layer.provide(Layer.mergeAll(EmbeddedTestDatabase(4), BrokerInProcess, AppConfigTest()))
+  Layer.provide(Layer.mergeAll(EmbeddedTestDatabase(), BrokerInProcess, AppConfigTest()))
 )
 
 layer(stores, { excludeTestServices: true, timeout: 60_000 })(

@@ -3,36 +3,13 @@
  * in-process broker, the test secret, and any model or config a suite
  * needs. Suites share one per file through @effect/vitest's `layer`.
  */
-import { Context, Effect, Layer, Logger, LogLevel, Option } from "effect"
-import { type GraphLayers, server as serverGraph } from "../../layers/Graph.ts"
-import { AuthLive, type AuthOptions } from "../../src/auth/Auth.ts"
-import { DevTokensLive } from "../../src/auth/DevTokens.ts"
-import { BuiltinModelLive } from "../../src/builtin/BuiltinModel.ts"
-import { BuiltinToolsLive } from "../../src/builtin/BuiltinTools.ts"
+import { Context, Effect, Layer, Logger, LogLevel } from "effect"
+import { testGraph, type TestGraphOptions } from "../../layers/Test.ts"
 import { ChatClient, type ConnectOptions } from "../../src/client/ChatClient.ts"
-import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
-import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
-import type { LanguageModel } from "../../src/runs/LanguageModel.ts"
-import type { Tool } from "../../src/runs/Tool.ts"
-import { Tools } from "../../src/runs/ToolDispatcher.ts"
-import type { TcpProxy } from "./TcpProxy.ts"
-import { TestDatabaseLive } from "./TestDatabase.ts"
 import { sign } from "./tokens.ts"
 
-export interface TestServerOptions {
-  readonly config?: Partial<AppConfigShape>
-  readonly model?: Layer.Layer<LanguageModel>
-  /** Tools besides the built-in ones. */
-  readonly extraTools?: ReadonlyArray<Tool>
-  /** Keys besides the test secret (a PEM public key, a JWKS URL), or no secret at all. */
-  readonly auth?: Partial<AuthOptions>
-  /** Provide the dev-token issuer, as development mode does (default true). */
-  readonly devTokens?: boolean
-  /** Reach the database through this proxy, to cut it off mid-test. */
-  readonly databaseProxy?: TcpProxy | undefined
-  /** The database, when not a fresh one: a memoized layer shared by two servers is two processes on one. */
-  readonly database?: GraphLayers<unknown>["database"]
+export interface TestServerOptions extends TestGraphOptions {
   /** Receives the server's warnings and errors, for a test that asserts what was (or was not) logged. */
   readonly logged?: Array<string>
 }
@@ -56,30 +33,7 @@ const logSink = (lines: Array<string> | undefined) =>
 
 export class TestServer extends Context.Tag("test/TestServer")<TestServer, TestServerShape>() {
   static layer(options: TestServerOptions = {}): Layer.Layer<TestServer, unknown> {
-    const config = makeTestConfig(options.config)
-    const secret = Option.getOrThrow(config.jwtSecret)
-    const authOptions: AuthOptions = {
-      secret,
-      issuer: config.jwtIssuer,
-      audience: config.jwtAudience,
-      clockSkew: config.jwtClockSkew,
-      requireExpiry: false,
-      ...options.auth
-    }
-    const graph = serverGraph({
-      config: AppConfigTest(options.config),
-      database: options.database ?? TestDatabaseLive(config.databasePoolSize, options.databaseProxy),
-      broker: BrokerInProcess,
-      auth: options.devTokens === false
-        ? AuthLive(authOptions)
-        : Layer.merge(AuthLive(authOptions), DevTokensLive({ ...authOptions, secret })),
-      model: options.model ?? BuiltinModelLive,
-      tools: options.extraTools === undefined
-        ? BuiltinToolsLive
-        : Layer.effect(Tools, Effect.map(Tools, (builtin) => [...builtin, ...options.extraTools!])).pipe(
-          Layer.provide(BuiltinToolsLive)
-        )
-    }).pipe(
+    const graph = testGraph(options).pipe(
       Layer.provide(Logger.minimumLogLevel(LogLevel.Warning)),
       Layer.provide(logSink(options.logged))
     )
