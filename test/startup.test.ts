@@ -108,6 +108,26 @@ describe("the server process", () => {
   )
 
   it.live(
+    "refuses to start in production with an HS256 secret shorter than 32 bytes, naming JWT_SECRET",
+    () =>
+      Effect.promise(async () => {
+        const port = await freePort()
+        const exited = await startMain({
+          APP_ENV: "production",
+          PORT: String(port),
+          DATABASE_URL: "postgres://postgres@127.0.0.1:1/agent_chat",
+          JWT_SECRET: "abc"
+        }).exited
+        expect(exited.code).not.toBe(0)
+        expect(exited.output).toMatch(
+          /Config failed to start: JWT_SECRET must be at least 32 bytes \(RFC 7518 section 3\.2\); it has 3/
+        )
+        expect(await fetch(`http://127.0.0.1:${port}/health/live`).then(() => "open", () => "closed")).toBe("closed")
+      }),
+    60_000
+  )
+
+  it.live(
     "starts in development with no service, serves a chat, and on SIGTERM ends runs, closes 1001, exits 0",
     () =>
       Effect.promise(async () => {

@@ -139,7 +139,10 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   ),
   databaseUrl: optionalSecret("DATABASE_URL", "PostgreSQL URL; required in production and staging"),
   databasePoolSize: positiveInt("DATABASE_POOL_SIZE", 10, "connections in the database pool"),
-  jwtSecret: optionalSecret("JWT_SECRET", "HS256 secret for access tokens; required in production and staging"),
+  jwtSecret: optionalSecret(
+    "JWT_SECRET",
+    "HS256 secret for access tokens, at least 32 bytes outside development; production and staging require a key"
+  ),
   jwtPublicKey: optionalString("JWT_PUBLIC_KEY", "PEM public key (RSA for RS256, P-256 for ES256) of access tokens"),
   jwtJwksUrl: Config.option(Config.url("JWT_JWKS_URL")).pipe(
     Config.withDescription("JWKS URL of the token issuer; keys are cached and rotated by kid")
@@ -229,20 +232,36 @@ export const loggingConfig: Config.Config<LoggingConfig> = Config.all({
   level
 })))
 
-/** Checks what the mode requires, naming every missing variable at once. */
+/**
+ * RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output, 256 bits. One
+ * captured token is enough to test guesses at the secret offline, and a secret found signs tokens
+ * for any user.
+ */
+export const MIN_HS256_SECRET_BYTES = 32
+
+/** Checks what the mode requires, naming every missing or unfit variable at once. */
 export const validate = (config: AppConfigShape): Either.Either<AppConfigShape, StartupError> => {
+  // Development is local and issues its own dev tokens: any secret it is given will do.
   if (config.env === "development") return Either.right(config)
+  const problems: Array<string> = []
   const missing: Array<string> = []
   if (Option.isNone(config.databaseUrl)) missing.push("DATABASE_URL")
   if (Option.isNone(config.jwtSecret) && Option.isNone(config.jwtPublicKey) && Option.isNone(config.jwtJwksUrl)) {
     missing.push("JWT_SECRET (or JWT_PUBLIC_KEY or JWT_JWKS_URL)")
   }
-  return missing.length === 0 ? Either.right(config) : Either.left(
-    new StartupError({
-      component: "config",
-      reason: `APP_ENV=${config.env} requires ${missing.join(" and ")} to be set`
-    })
-  )
+  if (missing.length > 0) problems.push(`APP_ENV=${config.env} requires ${missing.join(" and ")} to be set`)
+  if (Option.isSome(config.jwtSecret)) {
+    // Bytes, not characters: the key HMAC uses is the secret's UTF-8 encoding.
+    const bytes = Buffer.byteLength(Redacted.value(config.jwtSecret.value), "utf8")
+    if (bytes < MIN_HS256_SECRET_BYTES) {
+      problems.push(
+        `JWT_SECRET must be at least ${MIN_HS256_SECRET_BYTES} bytes (RFC 7518 section 3.2); it has ${bytes}`
+      )
+    }
+  }
+  return problems.length === 0
+    ? Either.right(config)
+    : Either.left(new StartupError({ component: "config", reason: problems.join("; ") }))
 }
 
 const load = Effect.gen(function*() {
