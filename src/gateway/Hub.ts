@@ -159,7 +159,7 @@ const make = Effect.gen(function*() {
       const cursor = connection.threads.get(message.threadId)
       if (cursor === undefined) continue
       if (cursor.pending !== null) {
-        if (cursor.pending.length >= config.outboxCapacity) {
+        if (cursor.pending.length >= config.catchUpBuffer) {
           counters.slowConsumerCloses++
           counters.eventsDropped++
           connection.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")

@@ -87,7 +87,11 @@ export const makeRequests = Effect.gen(function*() {
         )
       case "refresh_token":
         return auth.verify(frame.token).pipe(
-          Effect.mapError((error) => RequestError.forbidden(`token refused: ${error.reason}`)),
+          Effect.mapError((error) =>
+            error.unavailable === true
+              ? new RequestError({ code: ErrorCode.Unavailable, message: `token not checked: ${error.reason}` })
+              : RequestError.forbidden(`token refused: ${error.reason}`)
+          ),
           Effect.flatMap((next) => {
             if (next.userId !== principal.userId) {
               return Effect.sync(() =>

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Layer, Option, Redacted } from "effect"
-import { AppConfig, AppConfigLive, makeTestConfig, validate } from "../../src/config/AppConfig.ts"
+import { ConfigProvider, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import { AppConfig, defaults, makeTestConfig, validate } from "../../src/config/AppConfig.ts"
+import { AppConfigLive } from "../../src/config/Environment.ts"
 
 const production = (jwtSecret: string) =>
   makeTestConfig({
@@ -60,5 +61,29 @@ describe("the HS256 secret", () => {
       expect(yield* fromEnv({ APP_ENV: "production", DATABASE_URL: "postgres://db/x", JWT_SECRET: "s".repeat(32) }))
         .toBe("accepted")
       expect(yield* fromEnv({ JWT_SECRET: "abc" })).toBe("accepted")
+    }))
+})
+
+describe("the defaults", () => {
+  const read = (env: Record<string, string>) =>
+    AppConfig.pipe(
+      Effect.provide(AppConfigLive.pipe(
+        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+      ))
+    )
+
+  it.effect("are the one `defaults` constant, whatever the environment leaves unset", () =>
+    Effect.gen(function*() {
+      expect(yield* read({})).toEqual(defaults)
+      // The test configuration starts from the same constant.
+      expect(makeTestConfig().catchUpBuffer).toBe(defaults.catchUpBuffer)
+      expect(makeTestConfig().runLease).toEqual(defaults.runLease)
+    }))
+
+  it.effect("give each setting one meaning: the outbox and the catch-up buffer are set apart", () =>
+    Effect.gen(function*() {
+      const config = yield* read({ WS_OUTBOX_CAPACITY: "16", WS_CATCHUP_BUFFER: "64", RUN_LEASE_MS: "3000" })
+      expect([config.outboxCapacity, config.catchUpBuffer]).toEqual([16, 64])
+      expect(config.runLease).toEqual(Duration.millis(3000))
     }))
 })

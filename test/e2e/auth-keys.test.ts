@@ -98,10 +98,17 @@ layer(
       expect(retired.status).toBe(401)
       expect(retired.body.reason).toMatch(/kid/)
 
+      const open = await server.connect("kim")
       await new Promise<void>((resolve) => jwksServer.close(() => resolve()))
       jwksServer.closeAllConnections()
       const unknownKid = await refused(server.wsUrl, await signWith("ES256", rotatedIn.privateKey, "kim", "newer"))
       expect(unknownKid.status).toBe(503)
       expect(unknownKid.body).toMatchObject({ error: "unavailable" })
+      // A refresh that cannot be checked for now is not a bad token: the client should retry it.
+      const refresh = await open.request({
+        type: "refresh_token",
+        token: await signWith("ES256", rotatedIn.privateKey, "kim", "newest")
+      }).catch((error: unknown) => error)
+      expect(refresh).toMatchObject({ code: "unavailable" })
     }))
 })
