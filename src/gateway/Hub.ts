@@ -1,26 +1,22 @@
 /**
- * Hub: the node's registry of connections and the fan-out of
- * stored events to them. One fiber takes the event log's live events and
- * offers each to the outboxes of the connections that joined its thread;
- * joins replay from the event log and switch to live with no gap and no
- * duplicate (buffer live events, replay, drop what the replay covered). A
- * `members_changed` that removes a user is his connections' last event of
- * the thread: their join of it ends there.
+ * Hub: the node's registry of connections and the fan-out of stored events
+ * to them. One fiber takes the event log's live events and hands each to
+ * the feeds (Feeds.ts) of the connections that joined its thread; it also
+ * beats every connection's heartbeat, counts connections per user, and
+ * closes them all on shutdown once their outboxes are written.
  */
-import { Context, Duration, Effect, FiberSet, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Queue, Schedule, type Scope } from "effect"
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError, RequestError } from "../domain/Errors.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
-import type { BrokerMessage } from "../eventlog/Broker.ts"
-import { EventLog, toLive } from "../eventlog/EventLog.ts"
+import { EventLog } from "../eventlog/EventLog.ts"
 import { HubCounters } from "../metrics/Metrics.ts"
 import { CloseCode } from "../protocol/Codes.ts"
 import { Access } from "../threads/Access.ts"
-import { Connection, type ThreadCursor } from "./Connection.ts"
+import { Connection } from "./Connection.ts"
+import { makeFeeds } from "./Feeds.ts"
 import type { ClientSocket } from "./Socket.ts"
-
-const REPLAY_PAGE = 1000
 
 export interface HubStats {
   readonly connections: number
@@ -59,125 +55,12 @@ const waitUntil = (done: () => boolean) =>
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
   const eventLog = yield* EventLog
-  const access = yield* Access
-  const runtime = yield* Effect.runtime<never>()
-  const runFork = Runtime.runFork(runtime)
   const connections = new Set<Connection>()
   const perUser = new Map<string, number>()
   const counters = new HubCounters()
-  const byThread = new Map<string, Set<Connection>>()
-  // Catch-up fibers started from the delivery path; each ends with its connection.
-  const repairs = yield* FiberSet.make<void, never>()
 
-  const subscribe = (connection: Connection, threadId: string, cursor: ThreadCursor) => {
-    connection.threads.set(threadId, cursor)
-    let set = byThread.get(threadId)
-    if (set === undefined) byThread.set(threadId, set = new Set())
-    set.add(connection)
-  }
-
-  const unsubscribe = (connection: Connection, threadId: string) => {
-    if (!connection.threads.delete(threadId)) return false
-    const set = byThread.get(threadId)
-    set?.delete(connection)
-    if (set?.size === 0) byThread.delete(threadId)
-    return true
-  }
-
-  const isCurrent = (connection: Connection, threadId: string, cursor: ThreadCursor) =>
-    !connection.isClosing && connection.threads.get(threadId) === cursor
-
-  /** After `message` reached the connection: true, and the join ended, when it removed the user. */
-  const revokes = (connection: Connection, threadId: string, message: BrokerMessage) => {
-    if (message.revoke === undefined || !message.revoke.includes(connection.userId)) return false
-    unsubscribe(connection, threadId)
-    return true
-  }
-
-  /** Queues stored events in (lastSeq, upTo] from the log, waiting for room in the outbox. */
-  const replay = (connection: Connection, threadId: string, cursor: ThreadCursor, upTo: number) =>
-    Effect.gen(function*() {
-      while (cursor.lastSeq < upTo && isCurrent(connection, threadId, cursor)) {
-        const limit = Math.min(REPLAY_PAGE, upTo - cursor.lastSeq)
-        const events = yield* eventLog.read(threadId, cursor.lastSeq, limit)
-        if (events.length === 0) break
-        for (const event of events) {
-          if (event.seq !== cursor.lastSeq + 1 || !isCurrent(connection, threadId, cursor)) break
-          const message = toLive(event)
-          yield* connection.offer(message.payload)
-          cursor.lastSeq = event.seq
-          if (revokes(connection, threadId, message)) return
-        }
-      }
-    })
-
-  /**
-   * Moves a buffering cursor to live: sends what was buffered in order, fetching from the log any seq
-   * that did not arrive (events published out of order by different writers).
-   */
-  const settle = (connection: Connection, threadId: string, cursor: ThreadCursor): Effect.Effect<void, DatabaseError> =>
-    Effect.gen(function*() {
-      while (isCurrent(connection, threadId, cursor)) {
-        const pending = (cursor.pending ?? []).sort((a, b) => a.seq - b.seq)
-        cursor.pending = []
-        let gap: number | undefined
-        for (let i = 0; i < pending.length; i++) {
-          const message = pending[i]!
-          if (message.seq <= cursor.lastSeq) continue
-          if (message.seq === cursor.lastSeq + 1) {
-            if (!connection.push(message.payload)) return
-            cursor.lastSeq = message.seq
-            if (revokes(connection, threadId, message)) return
-          } else {
-            gap = message.seq
-            cursor.pending.push(...pending.slice(i))
-            break
-          }
-        }
-        if (gap === undefined) {
-          cursor.pending = null
-          return
-        }
-        const before = cursor.lastSeq
-        yield* replay(connection, threadId, cursor, gap - 1)
-        // A seq that is not in the log cannot be waited for; skip it rather than stall the thread.
-        if (cursor.lastSeq === before) {
-          yield* Effect.logWarning("event missing from the log; skipping").pipe(
-            Effect.annotateLogs({ thread_id: threadId, seq: before + 1 })
-          )
-          cursor.lastSeq = gap - 1
-        }
-      }
-    })
-
-  const deliver = (message: BrokerMessage) => {
-    const set = byThread.get(message.threadId)
-    if (set === undefined) return
-    // Encoded once, the same bytes go to every connection.
-    let bytes: Buffer | undefined
-    for (const connection of set) {
-      const cursor = connection.threads.get(message.threadId)
-      if (cursor === undefined) continue
-      if (cursor.pending !== null) {
-        if (cursor.pending.length >= config.catchUpBuffer) {
-          counters.slowConsumerCloses++
-          counters.eventsDropped++
-          connection.close(CloseCode.TryAgainLater, "too far behind; reconnect and replay with after_seq")
-        } else {
-          cursor.pending.push(message)
-        }
-      } else if (message.seq === cursor.lastSeq + 1) {
-        if (connection.push(bytes ??= Buffer.from(message.payload))) {
-          cursor.lastSeq = message.seq
-          counters.eventsDelivered++
-          revokes(connection, message.threadId, message)
-        }
-      } else if (message.seq > cursor.lastSeq + 1) {
-        cursor.pending = [message]
-        runFork(FiberSet.run(repairs, settle(connection, message.threadId, cursor).pipe(Effect.ignoreLogged)))
-      }
-    }
-  }
+  const feeds = yield* makeFeeds(counters)
+  const { byThread, deliver, unsubscribe } = feeds
 
   const subscription = yield* eventLog.live
   // takeBetween waits for the first message; takeAll would return empty chunks and spin the loop.
@@ -220,31 +103,6 @@ const make = Effect.gen(function*() {
         })
     )
 
-  const join = (
-    connection: Connection,
-    threadId: string,
-    afterSeq: Option.Option<number>,
-    onHead: (headSeq: number) => void
-  ) => {
-    const cursor: ThreadCursor = { lastSeq: 0, pending: [] }
-    return Effect.gen(function*() {
-      // Subscribed before the check: an event committed after it (a removal of this user, say) arrives
-      // live and is buffered; one committed before it is covered by the head the check returns.
-      subscribe(connection, threadId, cursor)
-      const head = yield* access.read(connection.principal, threadId)
-      onHead(head)
-      cursor.lastSeq = Option.match(afterSeq, { onNone: () => head, onSome: (after) => Math.min(after, head) })
-      yield* replay(connection, threadId, cursor, head)
-      yield* settle(connection, threadId, cursor)
-      return head
-    }).pipe(
-      Effect.tapErrorCause(() =>
-        Effect.sync(() => isCurrent(connection, threadId, cursor) && unsubscribe(connection, threadId))
-      ),
-      Effect.withSpan("Hub.join", { attributes: { thread_id: threadId } })
-    )
-  }
-
   const stats = Effect.sync((): HubStats => {
     let subscriptions = 0
     for (const set of byThread.values()) subscriptions += set.size
@@ -253,7 +111,7 @@ const make = Effect.gen(function*() {
 
   return Hub.of({
     register,
-    join,
+    join: feeds.join,
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
     connectionsOf: (userId) => perUser.get(userId) ?? 0,
     closeAll: (code, reason, timeout) =>
