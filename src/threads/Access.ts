@@ -41,29 +41,26 @@ const make = Effect.gen(function*() {
       Effect.flatMap(Option.match({ onNone: () => Effect.fail(notFound), onSome: Effect.succeed }))
     )
 
-  return Access.of({
-    read: (principal, threadId) =>
-      member(principal, threadId, false).pipe(
-        Effect.map((m) => m.headSeq),
-        Effect.withSpan("Access.read", { attributes: { thread_id: threadId } })
-      ),
-    write: (principal, threadId) =>
-      member(principal, threadId, true).pipe(
-        Effect.asVoid,
-        Effect.withSpan("Access.write", { attributes: { thread_id: threadId } })
-      ),
-    changeMembers: (principal, threadId, change) =>
-      Effect.gen(function*() {
-        const { createdBy } = yield* member(principal, threadId, true)
-        if (createdBy === principal.userId) return
-        const onlySelf = change.add.length === 0 && change.remove.every((id) => id === principal.userId)
-        if (!onlySelf) {
-          return yield* Effect.fail(
-            RequestError.forbidden("only the thread's creator may add members or remove others")
-          )
-        }
-      }).pipe(Effect.withSpan("Access.changeMembers", { attributes: { thread_id: threadId } }))
+  const read = Effect.fn("Access.read")(function*(principal: Principal, threadId: string) {
+    return (yield* member(principal, threadId, false)).headSeq
   })
+
+  const write = Effect.fn("Access.write")(function*(principal: Principal, threadId: string) {
+    yield* member(principal, threadId, true)
+  })
+
+  const changeMembers = Effect.fn("Access.changeMembers")(
+    function*(principal: Principal, threadId: string, change: MemberChange) {
+      const { createdBy } = yield* member(principal, threadId, true)
+      if (createdBy === principal.userId) return
+      const onlySelf = change.add.length === 0 && change.remove.every((id) => id === principal.userId)
+      if (!onlySelf) {
+        return yield* Effect.fail(RequestError.forbidden("only the thread's creator may add members or remove others"))
+      }
+    }
+  )
+
+  return Access.of({ read, write, changeMembers })
 })
 
 export const AccessLive: Layer.Layer<Access, never, Threads> = Layer.effect(Access, make)

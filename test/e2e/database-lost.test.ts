@@ -1,6 +1,6 @@
 import { afterAll, expect, layer, onTestFinished } from "@effect/vitest"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
-import { expectRunShape } from "../utils/invariants.ts"
+import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"
 import { TestServer, type TestServerShape, withServer } from "../utils/TestServer.ts"
@@ -90,7 +90,7 @@ layer(TestServer.layer({ model: gatedModel(gate, 2), databaseProxy: proxy }), {
         const stored: Array<EventFrame> = (await (await server.fetch(`/api/threads/${thread_id}/events`, {
           userId: "alice"
         })).json()).events
-        expect(stored.map((e) => e.seq)).toEqual(stored.map((_, i) => i + 1))
+        expectValidRuns(stored)
         expect(seen.map((e) => e.event_id)).toEqual(stored.map((e) => e.event_id))
         expectRunShape(seen, sent.run_id)
 

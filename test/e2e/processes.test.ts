@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { Supervisor } from "../../src/runs/Supervisor.ts"
-import { expectRunShape } from "../utils/invariants.ts"
+import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TestDatabaseLive } from "../utils/TestDatabase.ts"
 import { service, TestServer, type TestServerShape } from "../utils/TestServer.ts"
@@ -52,6 +52,7 @@ describe("two processes on one database", () => {
       const terminal = yield* Effect.promise(() => alice.waitRunEnd(sent.run_id))
       expect(terminal.event_type).toBe("agent_completed")
       const events = yield* Effect.promise(() => stored(second, thread_id))
+      expectValidRuns(events)
       const run = expectRunShape(events, sent.run_id)
       expect(run.map((e) => e.event_type)).toEqual([
         "agent_started",
@@ -83,7 +84,9 @@ describe("two processes on one database", () => {
           "the owner to let the run go"
         )
       )
-      const run = expectRunShape(yield* Effect.promise(() => stored(first, thread_id)), sent.run_id)
+      const events = yield* Effect.promise(() => stored(first, thread_id))
+      expectValidRuns(events)
+      const run = expectRunShape(events, sent.run_id)
       expect(run.at(-1)).toMatchObject({ event_type: "agent_error", data: { code: "cancelled" } })
       expect(run.filter((e) => e.event_type === "agent_response_delta")).toHaveLength(0)
       // And the thread is free on either process.

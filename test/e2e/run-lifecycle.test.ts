@@ -11,7 +11,7 @@ import { Duration, Effect } from "effect"
 import type { ChatClient, EventFrame } from "../../src/client/ChatClient.ts"
 import type { ChatMessage } from "../../src/runs/LanguageModel.ts"
 import type { Tool } from "../../src/runs/Tool.ts"
-import { expectRunShape } from "../utils/invariants.ts"
+import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { call, delta, scriptedModel, thinking } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"
 import { TestServer, type TestServerShape, withServer } from "../utils/TestServer.ts"
@@ -50,7 +50,7 @@ const freshThread = async (server: TestServerShape): Promise<{ alice: ChatClient
 /** The stored run is well formed, and the thread takes a new message (it is not left busy). */
 const expectEndedAndFree = async (server: TestServerShape, alice: ChatClient, threadId: string, runId: string) => {
   const events = await stored(server, threadId)
-  expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1))
+  expectValidRuns(events)
   const run = expectRunShape(events, runId)
   const next = await alice.request({ type: "send_message", thread_id: threadId, content: "again" })
   expect((await alice.waitRunEnd(next.run_id, 20_000)).event_type).toBe("agent_completed")
