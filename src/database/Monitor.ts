@@ -1,6 +1,6 @@
 /**
  * DatabaseMonitor: whether the database answers, after startup. One fiber
- * checks it on an interval; once two checks in a row fail it is `lost`:
+ * checks it on an interval; once three checks in a row fail it is `lost`:
  * readiness and `/metrics` report it down with the reason and since when,
  * and the fiber tries again on the reconnect `Schedule` until it answers.
  * Anyone whose query failed can `nudge` it to check at once. (Requests
@@ -38,9 +38,10 @@ export const DatabaseMonitorLive: Layer.Layer<DatabaseMonitor, never, AppConfig 
         Effect.asVoid
       )
 
-      // Lost only after two failed checks in a row: a busy database may miss one check's deadline.
+      // Lost only after three failed checks in a row: a busy database may miss one check's deadline, and
+      // a blip fails two at once (the query in flight on the reset connection, then the refused reconnect).
       const confirmed = check.pipe(
-        Effect.retry(Schedule.spaced(databaseCheck.reconnectBase).pipe(Schedule.intersect(Schedule.recurs(1))))
+        Effect.retry(Schedule.exponential(databaseCheck.reconnectBase, 2).pipe(Schedule.intersect(Schedule.recurs(2))))
       )
       const whileUp = Queue.take(nudges).pipe(
         Effect.timeout(databaseCheck.interval),
