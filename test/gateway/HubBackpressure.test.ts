@@ -59,4 +59,23 @@ describe("Hub backpressure", () => {
       yield* Fiber.join(join)
       expect(bob.socket.seqs(T)).toEqual([1, 2, 3, 4])
     }))
+
+  it.scopedLive("a client that reads is not closed when a live event waits behind a replay that filled its outbox", () =>
+    Effect.gen(function*() {
+      // Sixteen replayed events fill an outbox of eight twice over: the replay ends with it full.
+      const env = yield* makeHubEnv({ outboxCapacity: 8 })
+      env.thread(T, ["bob"])
+      yield* env.post(T, 16)
+      const bob = yield* env.connect("bob")
+      // Seq 17 is committed after the head was read, so it waits in the join's buffer for the replay.
+      yield* env.answers.close
+      const join = yield* Effect.fork(env.hub.join(bob.connection, T, Option.some(0), () => {}))
+      yield* eventually("the head is read", () => env.readsPassed.count === 1)
+      yield* env.post(T)
+      yield* env.answers.open
+      yield* Fiber.join(join)
+      yield* eventually("bob has seq 17", hasSeq(bob, 17))
+      expect(bob.socket.closes).toEqual([])
+      expect(bob.socket.seqs(T)).toEqual(range(1, 17))
+    }))
 })
