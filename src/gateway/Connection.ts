@@ -89,6 +89,17 @@ export class Connection {
     return true
   }
 
+  /**
+   * Queues a reply to the client's own request (welcome, ack, pong, error). Replies are bounded by the
+   * inbox and the rate limit, not by the outbox: a replay that left the outbox full must not make the
+   * next ack close a client that reads with 1013.
+   */
+  reply(frame: Frame) {
+    if (this.closing) return
+    this.queue.push(frame)
+    this.schedule()
+  }
+
   /** Queues a frame once there is room (replays wait instead of overflowing); a no-op once closing. */
   offer(frame: Frame): Effect.Effect<void> {
     return Effect.async<void>((resume) => {

@@ -89,7 +89,10 @@ export const makeFeeds = (counters: HubCounters) =>
             const message = pending[i]!
             if (message.seq <= cursor.lastSeq) continue
             if (message.seq === cursor.lastSeq + 1) {
-              if (!connection.push(message.payload)) return
+              // Waits for room like the replay before it: the replay may have left the outbox full of a
+              // client that reads, and a push would close him 1013 for one event come meanwhile.
+              yield* connection.offer(message.payload)
+              if (!isCurrent(connection, threadId, cursor)) return
               cursor.lastSeq = message.seq
               if (revokes(connection, threadId, message)) return
             } else {
@@ -99,6 +102,8 @@ export const makeFeeds = (counters: HubCounters) =>
             }
           }
           if (gap === undefined) {
+            // Events that came while it waited for room are settled in the next round.
+            if (cursor.pending.length > 0) continue
             cursor.pending = null
             return
           }

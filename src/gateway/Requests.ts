@@ -49,7 +49,7 @@ export const makeRequests = Effect.gen(function*() {
     const principal = connection.principal
     switch (frame.type) {
       case "ping":
-        return Effect.sync(() => connection.push(Frames.pong(frame.id)))
+        return Effect.sync(() => connection.reply(Frames.pong(frame.id)))
       case "create_thread":
         if (new Set([principal.userId, ...frame.members ?? []]).size > limits.membersPerThread) {
           return Effect.fail(RequestError.invalid(`a thread has at most ${limits.membersPerThread} members`))
@@ -58,18 +58,18 @@ export const makeRequests = Effect.gen(function*() {
           createdBy: principal.userId,
           title: frame.title ?? null,
           members: frame.members ?? []
-        }).pipe(Effect.map((threadId) => connection.push(Frames.ack(frame.id, { thread_id: threadId }))))
+        }).pipe(Effect.map((threadId) => connection.reply(Frames.ack(frame.id, { thread_id: threadId }))))
       case "join_thread":
         return Effect.zipRight(
           withinThreadLimit(connection, frame.thread_id),
           hub.join(connection, frame.thread_id, Option.fromNullable(frame.after_seq), (head) => {
-            connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head }))
+            connection.reply(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head }))
           })
         )
       case "leave_thread":
         return Effect.gen(function*() {
           if (!(yield* hub.leave(connection, frame.thread_id))) yield* access.read(principal, frame.thread_id)
-          connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id }))
+          connection.reply(Frames.ack(frame.id, { thread_id: frame.thread_id }))
         })
       case "send_message":
         if (frame.content.length > limits.messageChars) {
@@ -82,7 +82,9 @@ export const makeRequests = Effect.gen(function*() {
             frame.thread_id,
             frame.content,
             (ids) =>
-              Effect.sync(() => connection.push(Frames.ack(frame.id, { message_id: ids.messageId, run_id: ids.runId })))
+              Effect.sync(() =>
+                connection.reply(Frames.ack(frame.id, { message_id: ids.messageId, run_id: ids.runId }))
+              )
           )
         )
       case "refresh_token":
@@ -100,7 +102,7 @@ export const makeRequests = Effect.gen(function*() {
             }
             return Effect.sync(() => {
               connection.refresh(next, Date.now())
-              connection.push(Frames.ack(frame.id, {}))
+              connection.reply(Frames.ack(frame.id, {}))
             })
           })
         )
@@ -109,10 +111,10 @@ export const makeRequests = Effect.gen(function*() {
         return members.change(principal, frame.thread_id, {
           add: frame.type === "add_members" ? frame.user_ids : [],
           remove: frame.type === "remove_members" ? frame.user_ids : []
-        }).pipe(Effect.map(() => connection.push(Frames.ack(frame.id, { thread_id: frame.thread_id }))))
+        }).pipe(Effect.map(() => connection.reply(Frames.ack(frame.id, { thread_id: frame.thread_id }))))
       case "cancel_run":
         return supervisor.cancel(principal, frame.run_id).pipe(
-          Effect.map(() => connection.push(Frames.ack(frame.id, { run_id: frame.run_id })))
+          Effect.map(() => connection.reply(Frames.ack(frame.id, { run_id: frame.run_id })))
         )
     }
   }
@@ -124,7 +126,7 @@ export const makeRequests = Effect.gen(function*() {
         const failure = Cause.failureOption(cause)
         if (Option.isSome(failure) && failure.value._tag === "RequestError") {
           const { code, message } = failure.value
-          return Effect.sync(() => connection.push(Frames.error(frame.id, code, message)))
+          return Effect.sync(() => connection.reply(Frames.error(frame.id, code, message)))
         }
         if (Cause.isInterruptedOnly(cause)) return Effect.interrupt
         if (Option.isSome(failure) && failure.value._tag === "DatabaseError") {
@@ -133,7 +135,7 @@ export const makeRequests = Effect.gen(function*() {
             Effect.annotateLogs({ type: frame.type, reason: failure.value.reason }),
             Effect.zipRight(monitor.nudge),
             Effect.zipRight(Effect.sync(() =>
-              connection.push(
+              connection.reply(
                 Frames.error(frame.id, ErrorCode.Unavailable, "the database is unavailable; try again shortly")
               )
             ))
@@ -141,7 +143,7 @@ export const makeRequests = Effect.gen(function*() {
         }
         return Effect.logError("frame handling failed", cause).pipe(
           Effect.zipRight(
-            Effect.sync(() => connection.push(Frames.error(frame.id, ErrorCode.Internal, "internal error")))
+            Effect.sync(() => connection.reply(Frames.error(frame.id, ErrorCode.Internal, "internal error")))
           )
         )
       }),

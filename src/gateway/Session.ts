@@ -39,7 +39,7 @@ export const makeSession = Effect.gen(function*() {
     }
     if (admission === "rate_limited") {
       return Effect.sync(() =>
-        connection.push(Frames.error(
+        connection.reply(Frames.error(
           decodeFrame(raw.data).pipe(Either.match({ onLeft: (e) => e.ref, onRight: (f) => f.id })),
           ErrorCode.RateLimited,
           `at most ${limits.framesPerSecond} frames per second; slow down`
@@ -48,7 +48,7 @@ export const makeSession = Effect.gen(function*() {
     }
     if (raw.binary) {
       return Effect.sync(() =>
-        connection.push(
+        connection.reply(
           Frames.error(undefined, ErrorCode.InvalidMessage, "binary frames are not supported; send JSON text")
         )
       )
@@ -56,7 +56,7 @@ export const makeSession = Effect.gen(function*() {
     const decoded = decodeFrame(raw.data)
     if (Either.isLeft(decoded)) {
       return Effect.sync(() =>
-        connection.push(Frames.error(decoded.left.ref, ErrorCode.InvalidMessage, decoded.left.message))
+        connection.reply(Frames.error(decoded.left.ref, ErrorCode.InvalidMessage, decoded.left.message))
       )
     }
     return requests.answer(connection, decoded.right)
@@ -122,7 +122,7 @@ export const makeSession = Effect.gen(function*() {
     }
 
     connection.armExpiry(Date.now())
-    connection.push(Frames.welcome({
+    connection.reply(Frames.welcome({
       connectionId: connection.id,
       userId: principal.userId,
       heartbeatMs: Duration.toMillis(config.heartbeat),
