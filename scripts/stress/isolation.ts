@@ -5,7 +5,8 @@
  * may reach a user who is not a member of its thread (nor a connection
  * outside the span from its join ack to its leave ack); a non-member's
  * join, send and history read are refused as `not_found` / 404, a member's
- * are accepted.
+ * are accepted. Every stored log, and every stretch of consecutive seqs a
+ * connection received, passes the run checker.
  */
 import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { RequestFailed } from "../../src/client/ChatClient.ts"
@@ -13,6 +14,7 @@ import type { StressClient } from "./client.ts"
 import { type Budget, errorMessage, type Invariant, invariant, waitUntil } from "./common.ts"
 import { Random } from "./random.ts"
 import { pacedModel, startServer } from "./server.ts"
+import { RunCheck, storedLog } from "./tracks.ts"
 
 export interface IsolationConfig {
   readonly seed: number
@@ -47,6 +49,8 @@ export const isolationScenario = async (config: IsolationConfig, budget: Budget)
   const note = (problem: string) => problems.length < 5 && problems.push(problem)
   const users = Array.from({ length: config.users }, (_, i) => `iso-${i}`)
   const members = new Map<string, Set<string>>()
+  const stored = new RunCheck()
+  const streams = new RunCheck()
   try {
     for (let t = 0; t < config.threads; t++) {
       const chosen = random.sample(users, random.int(1, Math.ceil(config.users / 2)))
@@ -67,8 +71,12 @@ export const isolationScenario = async (config: IsolationConfig, budget: Budget)
       /** Threads of the request in flight: a send joins before it answers, so its thread's events may come first. */
       const asking = new Set<string>()
       const log: Array<string> = []
+      const received = new Map<string, Array<EventFrame>>()
       client.onEvent = (event: EventFrame) => {
         counts.events_delivered++
+        const events = received.get(event.thread_id)
+        if (events === undefined) received.set(event.thread_id, [event])
+        else events.push(event)
         if (!members.get(event.thread_id)?.has(user)) {
           counts.events_to_non_members++
           note(`${user} got ${event.event_type} of ${event.thread_id}`)
@@ -140,16 +148,29 @@ export const isolationScenario = async (config: IsolationConfig, budget: Budget)
           await response.body?.cancel()
         }
       }
-      return client
+      return { client, received, label: `${user}/${index}` }
     }
 
     const perConnection = Math.ceil(config.actions / (config.users * CONNECTIONS_PER_USER))
-    const clients = await Promise.all(
+    const actors = await Promise.all(
       users.flatMap((user) => Array.from({ length: CONNECTIONS_PER_USER }, (_, i) => actor(user, i, perConnection)))
     )
     // Let the runs finish while their members watch, then go.
     await waitUntil(budget, 30_000, async () => (await server.activeRuns()) === 0)
-    for (const client of clients) client.close()
+    for (const { client } of actors) client.close()
+    for (const [threadId, users] of members) {
+      const log = await storedLog((path) => server.fetchAs([...users][0]!, path), threadId)
+      stored.check(`stored ${threadId}`, log, { ended: true })
+    }
+    // A connection's stream of a thread is a selection (joins with any after_seq, leaves, rejoins): each
+    // stretch of consecutive seqs is a late join's stream, judged from its first seq.
+    for (const { received, label } of actors) {
+      for (const [threadId, events] of received) {
+        for (const span of stretches(events)) {
+          streams.check(`${label} in ${threadId}`, span, { partial: true, firstSeq: span[0]!.seq })
+        }
+      }
+    }
   } catch (error) {
     note(`scenario failed: ${errorMessage(error)}`)
   } finally {
@@ -164,6 +185,29 @@ export const isolationScenario = async (config: IsolationConfig, budget: Budget)
         problems.length === 0,
       counts,
       problems.join("; ")
+    ),
+    invariant(
+      "isolation: every stored log and every stretch of a connection's stream pass the run checker",
+      stored.logs === config.threads && stored.runs > 0 && stored.violations + streams.violations === 0,
+      {
+        stored_logs: stored.logs,
+        stored_runs: stored.runs,
+        stretches: streams.logs,
+        stretch_runs: streams.runs,
+        violations: stored.violations + streams.violations
+      },
+      [...stored.first, ...streams.first].join("; ")
     )
   ]
+}
+
+/** Splits a stream where a seq does not follow the one before. */
+const stretches = (events: ReadonlyArray<EventFrame>): Array<Array<EventFrame>> => {
+  const spans: Array<Array<EventFrame>> = []
+  for (const event of events) {
+    const span = spans.at(-1)
+    if (span !== undefined && event.seq === span.at(-1)!.seq + 1) span.push(event)
+    else spans.push([event])
+  }
+  return spans
 }

@@ -8,10 +8,11 @@
  */
 import type { EventFrame } from "../../src/client/ChatClient.ts"
 import type { StressClient } from "./client.ts"
-import { type Budget, errorMessage, type Invariant, invariant, sleep, waitUntil } from "./common.ts"
+import { type Budget, errorMessage, type Invariant, sleep, waitUntil } from "./common.ts"
 import { Random } from "./random.ts"
+import { type Observer, report, type ThreadState } from "./replay-report.ts"
 import { pacedModel, startServer, type StressServer } from "./server.ts"
-import { isTerminal, RunShape, Semaphore, ThreadTrack } from "./tracks.ts"
+import { isTerminal, RunCheck, Semaphore, storedLog, ThreadTrack } from "./tracks.ts"
 
 export interface ReplayConfig {
   readonly seed: number
@@ -27,35 +28,6 @@ export interface ReplayConfig {
   readonly maxDwellMs: number
   /** Reconnects in flight at once: each costs a few queries, and the embedded database is slow. */
   readonly reconnectWidth: number
-}
-
-export const REPLAY_INVARIANTS = [
-  "reconnect/replay: every joined client gets each event of its threads exactly once, in seq order",
-  "runs under reconnect churn: agent_started first, one terminal event last, every run completed"
-] as const
-
-interface ThreadState {
-  readonly id: string
-  readonly canonical: Map<number, string>
-  readonly owner: ThreadTrack
-  readonly shape: RunShape
-  activeRun: string | undefined
-  completed: number
-  failed: number
-}
-
-interface Observer {
-  readonly user: string
-  readonly threads: ReadonlyArray<ThreadState>
-  readonly tracks: Map<string, ThreadTrack>
-  cycles: number
-  midRun: number
-  replayed: number
-  foreign: number
-  unreadable: number
-  reconnectErrors: number
-  lastError: string | undefined
-  client: StressClient | undefined
 }
 
 export const replayScenario = async (config: ReplayConfig, budget: Budget): Promise<Array<Invariant>> => {
@@ -83,7 +55,6 @@ const run = async (server: StressServer, config: ReplayConfig, budget: Budget, r
       id: thread_id,
       canonical,
       owner: new ThreadTrack(canonical),
-      shape: new RunShape(),
       activeRun: undefined,
       completed: 0,
       failed: 0
@@ -97,7 +68,6 @@ const run = async (server: StressServer, config: ReplayConfig, budget: Budget, r
     const thread = byId.get(event.thread_id)
     if (thread === undefined) return void ownerForeign++
     thread.owner.accept(event)
-    thread.shape.accept(event)
     if (event.run_id !== null && isTerminal(event)) {
       if (event.event_type === "agent_completed") thread.completed++
       else thread.failed++
@@ -226,88 +196,25 @@ const run = async (server: StressServer, config: ReplayConfig, budget: Budget, r
     20_000,
     () => observers.every((o) => o.threads.every((t) => o.tracks.get(t.id)!.last >= heads.get(t.id)!))
   )
+  // Every stream starts at seq 1 (the first join asks after_seq 0) and every run has ended by now.
+  const stored = new RunCheck()
+  for (const thread of threads) {
+    stored.check(`stored ${thread.id}`, await storedLog((path) => server.fetchAs("owner", path), thread.id), {
+      ended: true
+    })
+  }
+  const streams = new RunCheck()
+  for (const thread of threads) streams.check(`owner in ${thread.id}`, thread.owner.events, { ended: true })
+  for (const o of observers) {
+    for (const t of o.threads) streams.check(`${o.user} in ${t.id}`, o.tracks.get(t.id)!.events, { ended: true })
+  }
   return report(config, server, threads, observers, heads, {
+    stored,
+    streams,
     headMismatch,
     ownerForeign,
     ownerUnreadable: owner.unreadable
   })
 }
 
-const report = (
-  config: ReplayConfig,
-  server: StressServer,
-  threads: ReadonlyArray<ThreadState>,
-  observers: ReadonlyArray<Observer>,
-  heads: ReadonlyMap<string, number>,
-  extra: { readonly headMismatch: number; readonly ownerForeign: number; readonly ownerUnreadable: number }
-): Array<Invariant> => {
-  const tracks = [
-    ...threads.map((t) => ({ who: "owner", thread: t, track: t.owner })),
-    ...observers.flatMap((o) => o.threads.map((t) => ({ who: o.user, thread: t, track: o.tracks.get(t.id)! })))
-  ]
-  const problems: Array<string> = []
-  const counts = {
-    cycles: sum(observers, (o) => o.cycles),
-    cycles_mid_run: sum(observers, (o) => o.midRun),
-    clients: observers.length + 1,
-    threads: threads.length,
-    events: sum(threads, (t) => heads.get(t.id)!),
-    delivered: sum(tracks, (x) => x.track.received),
-    replayed: sum(observers, (o) => o.replayed),
-    gaps: sum(tracks, (x) => x.track.outOfOrder),
-    duplicates: sum(tracks, (x) => x.track.duplicates),
-    missing: 0,
-    id_mismatches: sum(tracks, (x) => x.track.mismatched),
-    bad_endings: 0,
-    foreign_events: sum(observers, (o) => o.foreign) + extra.ownerForeign,
-    reconnect_errors: sum(observers, (o) => o.reconnectErrors),
-    server_errors_logged: server.logs.errors
-  }
-  for (const { who, thread, track } of tracks) {
-    const head = heads.get(thread.id)!
-    const missing = track.missing(head)
-    counts.missing += missing
-    const badEnding = !track.endsWithTerminal(head)
-    if (badEnding) counts.bad_endings++
-    if (missing + track.duplicates + track.outOfOrder + track.mismatched > 0 || badEnding) {
-      problems.push(
-        `${who} in ${thread.id}: head ${head}, last ${track.last} (${track.lastEvent?.event_type}), missing ${missing}, ` +
-          `duplicates ${track.duplicates}, out of order ${track.outOfOrder}, mismatched ${track.mismatched}`
-      )
-    }
-  }
-  const lastError = observers.find((o) => o.lastError !== undefined)?.lastError
-  if (lastError !== undefined) problems.push(`reconnect error: ${lastError}`)
-  if (extra.headMismatch > 0) problems.push(`${extra.headMismatch} thread(s) whose stored head differs from the stream`)
-  problems.push(...server.logs.first)
-  const unreadable = sum(observers, (o) => o.unreadable + (o.client?.unreadable ?? 0)) + extra.ownerUnreadable
-  const delivery = invariant(
-    REPLAY_INVARIANTS[0],
-    counts.cycles_mid_run >= config.cycles && counts.replayed > 0 && unreadable === 0 && extra.headMismatch === 0 &&
-      counts.gaps + counts.duplicates + counts.missing + counts.id_mismatches + counts.bad_endings +
-            counts.foreign_events + counts.reconnect_errors + counts.server_errors_logged === 0,
-    counts,
-    counts.cycles_mid_run < config.cycles
-      ? `only ${counts.cycles_mid_run} of ${config.cycles} cycles happened during a run`
-      : problems.slice(0, 6).join("; ")
-  )
-  const runs = {
-    runs: sum(threads, (t) => t.shape.runs),
-    completed: sum(threads, (t) => t.completed),
-    failed: sum(threads, (t) => t.failed),
-    shape_violations: sum(threads, (t) => t.shape.violations),
-    unfinished: threads.filter((t) => !t.shape.ended).length
-  }
-  const shape = invariant(
-    REPLAY_INVARIANTS[1],
-    runs.runs >= threads.length && runs.completed === runs.runs && runs.failed === 0 && runs.shape_violations === 0 &&
-      runs.unfinished === 0,
-    runs,
-    `${runs.shape_violations} ordering violations, ${runs.failed} failed and ${runs.unfinished} unfinished runs`
-  )
-  return [delivery, shape]
-}
-
 const range = (n: number) => Array.from({ length: n }, (_, i) => i)
-
-const sum = <A>(items: ReadonlyArray<A>, f: (item: A) => number) => items.reduce((total, item) => total + f(item), 0)

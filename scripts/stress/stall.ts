@@ -11,7 +11,7 @@ import type { StressClient } from "./client.ts"
 import { type Budget, type Invariant, invariant } from "./common.ts"
 import { Random } from "./random.ts"
 import { floodModel, startServer } from "./server.ts"
-import { isTerminal } from "./tracks.ts"
+import { isTerminal, RunCheck, storedLog } from "./tracks.ts"
 
 export interface StallConfig {
   readonly seed: number
@@ -76,7 +76,10 @@ export const stallScenario = async (config: StallConfig, budget: Budget): Promis
     missing: 0,
     server_errors_logged: 0
   }
+  const checked = { stored_logs: 0, stored_runs: 0, streams: 0, stream_runs: 0, violations: 0 }
   const problems: Array<string> = []
+  const stored = new RunCheck()
+  const streams = new RunCheck()
   try {
     for (let round = 0; round < config.rounds; round++) {
       budget.check(`stall round ${round}`)
@@ -124,6 +127,11 @@ export const stallScenario = async (config: StallConfig, budget: Budget): Promis
         counts.missing += diff.missing
         counts.reader_events += events === stalledSeen ? 0 : events.length
       }
+      // Each member joined before the thread's first event, so each stream is the whole thread.
+      const log = await storedLog((path) => server.fetchAs(readerNames[0]!, path), thread_id)
+      stored.check(`stored ${thread_id}`, log, { ended: true })
+      seen.forEach((events, i) => streams.check(`${readerNames[i]} in ${thread_id}`, events, { ended: true }))
+      streams.check(`${stalledName} in ${thread_id}`, stalledSeen, { ended: true })
       if (stalledSeen.length !== reference.length) {
         problems.push(`round ${round}: stalled client has ${stalledSeen.length} of ${reference.length} events`)
       }
@@ -131,6 +139,13 @@ export const stallScenario = async (config: StallConfig, budget: Budget): Promis
       counts.rounds++
     }
   } finally {
+    Object.assign(checked, {
+      stored_logs: stored.logs,
+      stored_runs: stored.runs,
+      streams: streams.logs,
+      stream_runs: streams.runs,
+      violations: stored.violations + streams.violations
+    })
     await server.closeReporting(counts, problems)
   }
   return [
@@ -142,6 +157,13 @@ export const stallScenario = async (config: StallConfig, budget: Budget): Promis
         counts.gaps + counts.duplicates + counts.missing + counts.server_errors_logged + problems.length === 0,
       counts,
       problems.slice(0, 5).join("; ")
+    ),
+    invariant(
+      "stalled client: every stored log and every member's stream (the stalled one's across its reconnect) pass the run checker",
+      checked.stored_runs === config.rounds && checked.streams === config.rounds * (config.readers + 1) &&
+        checked.violations === 0,
+      checked,
+      [...stored.first, ...streams.first].join("; ")
     )
   ]
 }

@@ -8,6 +8,7 @@ import { churnScenario } from "./churn.ts"
 import { Budget, errorMessage, type Invariant, invariant } from "./common.ts"
 import { framesScenario } from "./frames.ts"
 import { isolationScenario } from "./isolation.ts"
+import { lifecycleScenario } from "./lifecycle.ts"
 import { replayScenario } from "./replay.ts"
 import { stallScenario } from "./stall.ts"
 
@@ -21,6 +22,19 @@ export interface SuiteOptions {
 }
 
 const atLeast = (min: number, n: number) => Math.max(min, Math.round(n))
+
+/** Threads each keep a run going, so a kill finds most of them in flight: a bound the kills can reach. */
+const lifecycleSizes = (seed: number, scale: number) => {
+  const threads = atLeast(4, 32 * scale)
+  const kills = atLeast(1, 5 * scale)
+  return {
+    seed,
+    threads,
+    owners: atLeast(2, 4 * scale),
+    kills,
+    minInFlight: Math.min(atLeast(2, 100 * scale), Math.round(0.65 * threads * kills))
+  }
+}
 
 /** Each scenario with its sizes at `scale`, and a time budget that fails it rather than hang the run. */
 export const scenarios = (seed: number, scale: number) => [
@@ -62,6 +76,11 @@ export const scenarios = (seed: number, scale: number) => [
     budgetMs: 300_000,
     run: (budget: Budget) =>
       churnScenario({ seed, cycles: atLeast(300, 10_000 * scale), width: 16, heapBoundBytes: 5 * 1024 * 1024 }, budget)
+  },
+  {
+    name: "lifecycle",
+    budgetMs: 600_000,
+    run: (budget: Budget) => lifecycleScenario(lifecycleSizes(seed, scale), budget)
   },
   {
     name: "frames",

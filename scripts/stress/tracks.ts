@@ -1,16 +1,18 @@
 /**
- * Bookkeeping of what clients receive, checked as it arrives: one client's
- * view of a thread across all its connections, the ordering rules of a
- * run (PROTOCOL.md section 3), and a small async semaphore.
+ * Bookkeeping of what clients receive: one client's view of a thread
+ * across all its connections, checked as it arrives; the run rules of
+ * PROTOCOL.md section 3 judged by the one checker (`runViolations`) over
+ * streams and stored logs alike; and a small async semaphore.
  */
 import type { EventFrame } from "../../src/client/ChatClient.ts"
+import { type CheckOptions, runViolations } from "../../test/utils/RunInvariants.ts"
 
 export const isTerminal = (event: EventFrame) =>
   event.event_type === "agent_completed" || event.event_type === "agent_error"
 
 /**
  * One logical client's stream of one thread, whichever connection each event came on: it must be
- * exactly 1..head, each seq once, in order.
+ * exactly after+1..head, each seq once, in order.
  */
 export class ThreadTrack {
   last = 0
@@ -21,16 +23,25 @@ export class ThreadTrack {
   outOfOrder = 0
   /** Events whose id differs from the one another client saw for the same seq. */
   mismatched = 0
+  /** Every event received, in arrival order, duplicates included: the stream the run checker judges. */
+  readonly events: Array<EventFrame> = []
   private readonly seen = new Set<number>()
 
-  /** `canonical` maps seq to event id, shared by every client of the thread: the first to see a seq sets it. */
-  constructor(private readonly canonical: Map<number, string>) {}
+  /**
+   * `canonical` maps seq to event id, shared by every client of the thread: the first to see a seq sets it.
+   * `after` is the seq the stream starts after: 0 for a whole thread, the head at a late join.
+   */
+  constructor(private readonly canonical: Map<number, string>, readonly after = 0) {
+    this.last = after
+  }
 
-  accept(event: EventFrame) {
+  /** Whether the event is new to this stream. */
+  accept(event: EventFrame): boolean {
     this.received++
+    this.events.push(event)
     if (this.seen.has(event.seq)) {
       this.duplicates++
-      return
+      return false
     }
     if (event.seq !== this.last + 1) this.outOfOrder++
     this.seen.add(event.seq)
@@ -41,48 +52,19 @@ export class ThreadTrack {
       this.last = event.seq
       this.lastEvent = event
     }
+    return true
   }
 
-  /** Seqs in 1..head never received. */
+  /** Seqs after the start, up to `head`, never received. */
   missing(head: number) {
     let count = 0
-    for (let seq = 1; seq <= head; seq++) if (!this.seen.has(seq)) count++
+    for (let seq = this.after + 1; seq <= head; seq++) if (!this.seen.has(seq)) count++
     return count
   }
 
   /** Whether the stream is complete up to `head` and ends with a run's terminal event. */
   endsWithTerminal(head: number) {
     return this.last === head && this.lastEvent !== undefined && isTerminal(this.lastEvent)
-  }
-}
-
-/**
- * The order of runs in a thread's complete stream: `agent_started` opens a run, every event with a
- * run id belongs to the open run, one terminal event closes it. Runs of a thread never overlap (the
- * second is refused `busy`).
- */
-export class RunShape {
-  runs = 0
-  violations = 0
-  private open: string | undefined
-
-  accept(event: EventFrame) {
-    if (event.run_id === null) {
-      if (event.event_type !== "message_created") this.violations++
-      return
-    }
-    if (event.event_type === "agent_started") {
-      if (this.open !== undefined) this.violations++
-      this.open = event.run_id
-      this.runs++
-      return
-    }
-    if (event.run_id !== this.open) this.violations++
-    if (isTerminal(event)) this.open = undefined
-  }
-
-  get ended() {
-    return this.open === undefined
   }
 }
 
@@ -102,5 +84,42 @@ export class Semaphore {
       if (next === undefined) this.permits++
       else next()
     }
+  }
+}
+
+/** What the run checker found over some logs or streams: how many it checked, and what was wrong. */
+export class RunCheck {
+  logs = 0
+  runs = 0
+  violations = 0
+  /** The first few violations, each with the log it came from. */
+  readonly first: Array<string> = []
+
+  check(label: string, events: ReadonlyArray<EventFrame>, options: CheckOptions) {
+    const problems = runViolations(events, options)
+    this.logs++
+    this.runs += new Set(events.flatMap((e) => e.run_id === null ? [] : [e.run_id])).size
+    this.violations += problems.length
+    for (const problem of problems.slice(0, 5 - this.first.length)) this.first.push(`${label}: ${problem}`)
+    return problems
+  }
+}
+
+/** The page size of the history endpoint's largest page. */
+const PAGE = 10_000
+
+/** A thread's whole stored log, page after page with `after_seq`, from the history endpoint. */
+export const storedLog = async (
+  get: (path: string) => Promise<Response>,
+  threadId: string
+): Promise<Array<EventFrame>> => {
+  const events: Array<EventFrame> = []
+  for (;;) {
+    const after = events.at(-1)?.seq ?? 0
+    const response = await get(`/api/threads/${threadId}/events?after_seq=${after}&limit=${PAGE}`)
+    if (response.status !== 200) throw new Error(`reading the log of ${threadId}: ${response.status}`)
+    const page = await response.json() as { events: Array<EventFrame>; head_seq: number }
+    events.push(...page.events)
+    if (page.events.length < PAGE || (events.at(-1)?.seq ?? 0) >= page.head_seq) return events
   }
 }

@@ -4,7 +4,8 @@
  * user message is followed by a run; each run starts with `agent_started`,
  * pairs every `tool_executing` with exactly one later `tool_completed` of
  * the same id and tool, never reuses a tool call id, and has at most one
- * terminal event, its last (exactly one once the run is over). It returns
+ * terminal event, its last (exactly one once the run is over); the runs of
+ * a thread never interleave (one run in progress at a time). It returns
  * what is wrong, in words, so the e2e suites, the stress suite and the
  * property test all judge a log the same way. No test framework here.
  */
@@ -58,6 +59,9 @@ export const runViolations = (events: ReadonlyArray<CheckedEvent>, options: Chec
   }
   const runs = new Map<string, RunState>()
   const messages = new Set<string>()
+  // Only a stream with every event between two runs can tell they overlapped; a selection cannot.
+  const ordered = options.seqs !== false
+  let going: string | undefined
   for (const event of events) {
     const at = `seq ${event.seq} (${event.event_type})`
     if (event.event_type === "message_created") {
@@ -80,6 +84,10 @@ export const runViolations = (events: ReadonlyArray<CheckedEvent>, options: Chec
     }
     const where = `run ${event.run_id} ${at}`
     if (run.ended) problems.push(`${where}: after the run's terminal event`)
+    else if (ordered) {
+      if (going !== undefined && going !== event.run_id) problems.push(`${where}: while run ${going} is in progress`)
+      going = TERMINAL.has(event.event_type) ? undefined : event.run_id
+    }
     if (event.event_type === "agent_started") {
       if (run.started) problems.push(`${where}: a second agent_started`)
       run.started = true
