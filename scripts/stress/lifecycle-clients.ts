@@ -4,12 +4,15 @@
  * its threads with `after_seq` = the last seq it kept, so that its stream
  * of a thread is one stream across all the server processes.
  */
+import { Effect } from "effect"
+import { testToken } from "../../layers/Test.ts"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
-import { sign } from "../../test/utils/tokens.ts"
 import { ConnectionLost, StressClient } from "./client.ts"
 import { type Budget, errorMessage, sleep, waitUntil } from "./common.ts"
 import type { ServerProcess } from "./lifecycle-process.ts"
 import { isTerminal, ThreadTrack } from "./tracks.ts"
+
+const signed = (userId: string) => Effect.runPromise(testToken(userId))
 
 /** The server process that is up, if any: between a kill and the restart, clients wait for the next. */
 export class Epoch {
@@ -147,7 +150,7 @@ export class Member {
       const server = await this.epoch.current()
       let client: StressClient | undefined
       try {
-        const opened = await StressClient.connect(server.wsUrl, await sign(this.user), this.budget.timeout(20_000))
+        const opened = await StressClient.connect(server.wsUrl, await signed(this.user), this.budget.timeout(20_000))
         client = opened
         this.connections++
         opened.ws.once("close", () => {

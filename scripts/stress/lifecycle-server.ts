@@ -1,6 +1,6 @@
 /**
  * One server process of the lifecycle scenario, to be killed with SIGKILL:
- * the real server graph (test secret, in-process broker, AuthLive) on a
+ * the test graph (layers/Test.ts: test secret, in-process broker) on a
  * database that outlives it, with a one-second run lease so that the next
  * process ends the runs this one leaves behind within seconds. Its model
  * calls tools on every run (quick, slow, failing, sometimes two at once)
@@ -15,17 +15,13 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted, Stream } from "effect"
-import { server } from "../../layers/Graph.ts"
-import { BuiltinToolsLive } from "../../src/agents/tools/BuiltinTools.ts"
-import { AuthLive } from "../../src/auth/Auth.ts"
-import { AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
+import { testGraph } from "../../layers/Test.ts"
+import { makeTestConfig } from "../../src/config/AppConfig.ts"
 import * as Database from "../../src/database/Database.ts"
-import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
 import { jsonLogger } from "../../src/observability/Logging.ts"
 import { type ChatMessage, LanguageModel, type ModelChunk } from "../../src/runs/LanguageModel.ts"
 import { type Tool, ToolError } from "../../src/runs/Tool.ts"
-import { Tools } from "../../src/runs/ToolDispatcher.ts"
 import { Random } from "./random.ts"
 
 const tools: ReadonlyArray<Tool> = [
@@ -82,33 +78,14 @@ const model = Layer.succeed(LanguageModel, {
     })
 })
 
-const config = makeTestConfig({ runLease: Duration.seconds(1), heartbeat: Duration.hours(1) })
+const overrides = { runLease: Duration.seconds(1), heartbeat: Duration.hours(1) }
 const retry = { attempts: 5, baseDelay: Duration.millis(100), maxElapsed: Duration.seconds(10) }
 const url = process.env.LIFECYCLE_DATABASE_URL
 const database = url !== undefined && url.length > 0
-  ? Database.layerUrl({ url: Redacted.make(url), poolSize: config.databasePoolSize, retry })
-  : Database.layerEmbedded({
-    dataDir: Option.some(process.env.LIFECYCLE_DATA_DIR ?? "./data/lifecycle"),
-    poolSize: config.databasePoolSize,
-    retry
-  })
+  ? Database.layerUrl({ url: Redacted.make(url), poolSize: makeTestConfig(overrides).databasePoolSize, retry })
+  : Database.layerEmbedded({ dataDir: Option.some(process.env.LIFECYCLE_DATA_DIR ?? "./data/lifecycle"), retry })
 
-const graph = server({
-  config: AppConfigTest(config),
-  database,
-  broker: BrokerInProcess,
-  auth: AuthLive({
-    secret: Option.getOrThrow(config.jwtSecret),
-    issuer: config.jwtIssuer,
-    audience: config.jwtAudience,
-    clockSkew: config.jwtClockSkew,
-    requireExpiry: false
-  }),
-  model,
-  tools: Layer.effect(Tools, Effect.map(Tools, (builtin) => [...builtin, ...tools])).pipe(
-    Layer.provide(BuiltinToolsLive)
-  )
-})
+const graph = testGraph({ config: overrides, database, model, extraTools: tools })
 
 // A scenario that dies closes this pipe: the server must not outlive it.
 process.stdin.on("end", () => process.exit(1))

@@ -10,9 +10,10 @@
  * stream, across its reconnects with `after_seq`, must be its threads'
  * stored log without a gap or a duplicate.
  */
+import { Effect } from "effect"
+import { testToken } from "../../layers/Test.ts"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { RequestFailed } from "../../src/client/ChatClient.ts"
-import { sign } from "../../test/utils/tokens.ts"
 import { ConnectionLost, StressClient } from "./client.ts"
 import { type Budget, type Invariant, sleep, waitUntil } from "./common.ts"
 import type { Kill } from "./lifecycle-check.ts"
@@ -21,6 +22,8 @@ import { emptyLogs, killAll, lifecycleDatabase, type ServerProcess, startProcess
 import { report } from "./lifecycle-report.ts"
 import { Random } from "./random.ts"
 import { isTerminal, storedLog } from "./tracks.ts"
+
+const signed = (userId: string) => Effect.runPromise(testToken(userId))
 
 export interface LifecycleConfig {
   readonly seed: number
@@ -47,7 +50,7 @@ export const lifecycleScenario = async (config: LifecycleConfig, budget: Budget)
 }
 
 const fetchAs = async (server: ServerProcess, user: string, path: string) =>
-  fetch(`${server.httpUrl}${path}`, { headers: { authorization: `Bearer ${await sign(user)}` } })
+  fetch(`${server.httpUrl}${path}`, { headers: { authorization: `Bearer ${await signed(user)}` } })
 
 /** Whether every run of a log has its terminal event. */
 const atRest = (log: ReadonlyArray<EventFrame>) => {
@@ -88,7 +91,7 @@ const run = async (config: LifecycleConfig, budget: Budget, env: Record<string, 
   const watcher = new Member("watcher", epoch, budget, false, () => undefined)
   const threads: Array<ThreadState> = []
   for (const [o, owner] of owners.entries()) {
-    const setup = await StressClient.connect(server.wsUrl, await sign(owner.user))
+    const setup = await StressClient.connect(server.wsUrl, await signed(owner.user))
     for (let index = o; index < config.threads; index += config.owners) {
       const create = { type: "create_thread", title: `lifecycle ${index}`, members: [watcher.user] }
       const { thread_id } = await setup.request(create)
