@@ -77,8 +77,16 @@ export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
   readonly startRun: (
     input: { readonly threadId: string; readonly messageId: string; readonly agent: string }
   ) => Effect.Effect<Option.Option<string>, DatabaseError | LifecycleError>
-  /** Ends a running run (its open tool calls closed first); false when it had already ended. */
-  readonly endRun: (threadId: string, runId: string, terminal: Terminal) => Effect.Effect<boolean, DatabaseError>
+  /**
+   * Ends a running run (its open tool calls closed first); false when it had already ended, or, with
+   * `onlyIfLeaseExpired`, when its lease has not run out after all (its owner renewed it meanwhile).
+   */
+  readonly endRun: (
+    threadId: string,
+    runId: string,
+    terminal: Terminal,
+    onlyIfLeaseExpired?: boolean
+  ) => Effect.Effect<boolean, DatabaseError>
   readonly findRun: (runId: string) => Effect.Effect<Option.Option<RunRecord>, DatabaseError>
   readonly read: (
     threadId: string,
@@ -182,7 +190,12 @@ const make = Effect.gen(function*() {
     }
   )
 
-  const endRun = Effect.fn("EventLog.endRun")(function*(threadId: string, runId: string, terminal: Terminal) {
+  const endRun = Effect.fn("EventLog.endRun")(function*(
+    threadId: string,
+    runId: string,
+    terminal: Terminal,
+    onlyIfLeaseExpired = false
+  ) {
     return yield* store.transaction(Effect.gen(function*() {
       yield* store.lockThread(threadId)
       const run = yield* store.run(runId)
@@ -194,6 +207,9 @@ const make = Effect.gen(function*() {
         if (Option.isSome(last)) yield* store.afterCommit(publish([last.value]))
         return false
       }
+      // Checked under the thread's lock, in the transaction that ends the run: a renewal that came after
+      // whoever listed the run as expired still saves it.
+      if (onlyIfLeaseExpired && !run.value.leaseExpired) return false
       const now = yield* Clock.currentTimeMillis
       const open = yield* store.openTools(runId, true)
       const drafts: Array<EventDraft> = open.map((call) =>

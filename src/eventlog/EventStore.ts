@@ -20,6 +20,8 @@ export interface RunRecord {
   readonly status: RunStatus
   /** The process that runs it; null for runs of an earlier version. */
   readonly owner: string | null
+  /** Whether its lease has run out (by the store's clock, as it reads the run): its owner may be gone. */
+  readonly leaseExpired: boolean
 }
 
 export interface RunRef {

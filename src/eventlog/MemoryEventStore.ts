@@ -17,7 +17,7 @@ export interface StoreFaults {
 }
 
 interface RunRow {
-  record: RunRecord
+  record: Omit<RunRecord, "leaseExpired">
   leaseUntil: number
 }
 
@@ -46,7 +46,7 @@ export interface MemoryStore {
   readonly faults: StoreFaults
   /** Threads are made by the threads repository in production; here a test makes them. */
   readonly createThread: (threadId: string) => void
-  readonly runs: () => ReadonlyArray<RunRecord>
+  readonly runs: () => ReadonlyArray<Omit<RunRecord, "leaseExpired">>
   readonly events: (threadId: string) => ReadonlyArray<StoredEvent>
 }
 
@@ -100,7 +100,13 @@ export const makeMemoryStore = Effect.gen(function*() {
       op("insert events", () => {
         for (const event of events) state.events.get(event.thread_id)?.push(event)
       }),
-    run: (runId) => op("read run", () => Option.map(Option.fromNullable(state.runs.get(runId)), (r) => r.record)),
+    run: (runId) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        op("read run", () =>
+          Option.map(
+            Option.fromNullable(state.runs.get(runId)),
+            (r): RunRecord => ({ ...r.record, leaseExpired: r.leaseUntil < now })
+          ))),
     insertRun: (run) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         op("insert run", () => {

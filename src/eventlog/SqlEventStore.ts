@@ -67,15 +67,25 @@ const make = Effect.gen(function*() {
         })))
       }`.pipe(Effect.asVoid, Effect.mapError(failed("insert events"))),
     run: (runId) =>
-      sql<{ id: string; thread_id: string; message_id: string; status: RunStatus; owner: string | null }>`
-        SELECT id, thread_id, message_id, status, owner FROM runs WHERE id = ${runId}`.pipe(
+      sql<{
+        id: string
+        thread_id: string
+        message_id: string
+        status: RunStatus
+        owner: string | null
+        lease_expired: boolean
+      }>`
+        SELECT id, thread_id, message_id, status, owner,
+          (lease_expires_at IS NULL OR lease_expires_at < now()) AS lease_expired
+        FROM runs WHERE id = ${runId}`.pipe(
         Effect.map((rows) =>
           Option.map(Option.fromNullable(rows[0]), (r): RunRecord => ({
             runId: r.id,
             threadId: r.thread_id,
             messageId: r.message_id,
             status: r.status,
-            owner: r.owner
+            owner: r.owner,
+            leaseExpired: r.lease_expired
           }))
         ),
         Effect.mapError(failed("read run"))

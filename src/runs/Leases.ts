@@ -28,13 +28,17 @@ export const makeLeases = (held: () => ReadonlyArray<string>) =>
 
     const renew = Effect.suspend(() => eventLog.renewLeases(held()))
 
-    /** Ends the expired runs this process does not hold; how many it ended. */
+    /**
+     * Ends the expired runs this process does not hold; how many it ended. What this process holds is
+     * asked again for each run, after the list was read (a run started while the query waited is held by
+     * then), and the lease is checked again in the ending transaction itself.
+     */
     const sweep: Effect.Effect<number, DatabaseError> = Effect.gen(function*() {
-      const mine = new Set(held())
       let ended = 0
       for (const run of yield* eventLog.expiredRuns) {
-        if (mine.has(run.runId)) continue
-        if (yield* eventLog.endRun(run.threadId, run.runId, failed(run.runId, RunErrorCode.Internal, ORPHANED))) {
+        if (held().includes(run.runId)) continue
+        const terminal = failed(run.runId, RunErrorCode.Internal, ORPHANED)
+        if (yield* eventLog.endRun(run.threadId, run.runId, terminal, true)) {
           ended++
           yield* Effect.logWarning("ended a run whose process stopped (its lease expired)").pipe(
             Effect.annotateLogs({ thread_id: run.threadId, run_id: run.runId })
