@@ -1,0 +1,27 @@
+/**
+ * The run lifecycle under random interleavings: two server processes on one
+ * store, runs whose model thinks, answers and calls tools (two in a turn,
+ * sometimes a repeated id) that answer, fail, hang past the tool timeout or
+ * take their time, cancels at random moments through either process, the
+ * database lost and back, commits that fail before or after applying, and
+ * outages longer than a lease, so that the other process ends the runs it
+ * sees expire. Once the database is back and everything has settled, every
+ * run has ended, every thread's log keeps the rules, each refusal was of an
+ * event that broke them, and each end is the one its cause called for.
+ */
+import { it } from "@effect/vitest"
+import { Cause, Exit } from "effect"
+import { drive } from "../utils/LifecycleDriver.ts"
+import { lifecycleViolations } from "../utils/LifecycleOracle.ts"
+import { scenario } from "../utils/LifecycleScenario.ts"
+import { simulate } from "../utils/Simulation.ts"
+
+const LIMITS = { horizon: 120_000, steps: 2_000_000 }
+
+it.prop("every run ends, once, as its cause calls for", [scenario], ([s]) => {
+  const exit = simulate(drive(s), s.seed, LIMITS)
+  if (Exit.isFailure(exit)) throw new Error(`the scenario failed: ${Cause.pretty(exit.cause)}`)
+  const violations = lifecycleViolations(s, exit.value)
+  // In the message, so fast-check's report of the shrunk scenario says what went wrong with it.
+  if (violations.length > 0) throw new Error(`the lifecycle broke:\n${violations.join("\n")}`)
+}, { fastCheck: { numRuns: 300 } })
