@@ -52,6 +52,8 @@ export interface Observation {
   readonly runs: ReadonlyArray<RunRecord>
   readonly events: ReadonlyMap<string, ReadonlyArray<Event>>
   readonly logs: ReadonlyArray<LogEntry>
+  /** Each process's attempts to renew its leases. */
+  readonly renewals: World["renewals"]
 }
 
 /** The messages' contents name their scripts: `s<index of the send action>`. */
@@ -162,7 +164,8 @@ const play = (scenario: Scenario, world: World) =>
       activeRuns: yield* activeRuns,
       runs: world.memory.runs(),
       events: new Map(THREADS.map((thread) => [thread, world.memory.events(thread).map((e) => e as Event)])),
-      logs: [...world.logs]
+      logs: [...world.logs],
+      renewals: world.renewals
     } satisfies Observation
   })
 
@@ -171,5 +174,5 @@ export const drive = (scenario: Scenario) => {
   const scripts = new Map(
     scenario.actions.flatMap((action, index) => "send" in action ? [[scriptKey(index), action.send] as const] : [])
   )
-  return inWorld(scripts, (world) => play(scenario, world))
+  return inWorld(scripts, scenario.stagger, (world) => play(scenario, world))
 }

@@ -4,7 +4,8 @@
  * events are compared with what its script does when nothing interferes
  * (`natural`), and every departure from it must have a cause the scenario
  * supplied: a cancel, the database lost, a failing commit, a lease that
- * expired during a long outage, a start whose commit answer was lost.
+ * lapsed after more failed renewals than it promises to survive, a start
+ * whose commit answer was lost (so that no process ever held the run).
  */
 import { type Event, type Interval, type Observation, scriptKey } from "./LifecycleDriver.ts"
 import { natural, type Scenario, type Script, signature, TIMING, type Via } from "./LifecycleScenario.ts"
@@ -13,8 +14,9 @@ import { runViolations } from "./RunInvariants.ts"
 
 const REFUSED = "event refused by the run lifecycle"
 const ENDED = "run ended"
-/** The shortest outage that can let a lease lapse: three renewals, a third of a lease apart, must fail. */
-const LEASE_LAPSE = (2 * TIMING.runLease) / 3 - 1
+const SWEPT = "ended a run whose process stopped (its lease expired)"
+/** How many renewals in a row may fail without the lease lapsing, as EventLog's `renewEvery` promises. */
+const RENEWALS_MAY_FAIL = 2
 
 interface RunFacts {
   readonly runId: string
@@ -77,9 +79,18 @@ const offline = (outages: Observation["outages"], run: RunFacts): Array<Interval
   return joined
 }
 
-/** Whether one of the spans, at least `atLeast` ms long, overlapped the run. */
-const overlaps = (spans: ReadonlyArray<Interval>, run: RunFacts, atLeast = 0) =>
-  spans.some((s) => s.from <= run.end && (s.to ?? Infinity) >= run.start && (s.to ?? Infinity) - s.from >= atLeast)
+/** Whether one of the spans overlapped the run. */
+const overlaps = (spans: ReadonlyArray<Interval>, run: RunFacts) =>
+  spans.some((s) => s.from <= run.end && (s.to ?? Infinity) >= run.start)
+
+/** How many of its process's lease renewals had failed in a row when the run ended (since it started). */
+const failedRenewals = (observation: Observation, run: RunFacts) => {
+  let failed = 0
+  for (const renewal of observation.renewals[run.via - 1]!) {
+    if (renewal.at >= run.start && renewal.at < run.end) failed = renewal.ok ? 0 : failed + 1
+  }
+  return failed
+}
 
 /** The terminal's status as the supervisor names it. */
 const statusOf = (terminal: Event) =>
@@ -97,7 +108,8 @@ const judgeEnd = (run: RunFacts, observation: Observation, stored: ReadonlyArray
   const cancelled = observation.cancels.some((c) => c.runId === run.runId)
   const { code, message } = terminal.data
   if (terminal.event_type === "agent_completed") {
-    if (nat.end.kind !== "completed" || !whole) return `completed, but its script ends ${nat.end.kind} there`
+    if (nat.end.kind !== "completed") return `completed, but its script ends ${nat.end.kind}`
+    if (!whole) return "completed, without all of its script's events stored"
     if (terminal.data.response !== nat.end.response) return `completed with response "${terminal.data.response}"`
     return undefined
   }
@@ -117,9 +129,11 @@ const judgeEnd = (run: RunFacts, observation: Observation, stored: ReadonlyArray
         : `timed out (${message}) though its tools answer`
     case "internal":
       if (message === ORPHANED) {
-        return overlaps(offline(observation.outages, run), run, LEASE_LAPSE) || !run.acked
+        // A run its process never held (its start's commit answer was lost) has no renewals.
+        const failed = failedRenewals(observation, run)
+        return failed > RENEWALS_MAY_FAIL || !run.acked
           ? undefined
-          : "ended as orphaned, though its process renewed its lease throughout"
+          : `ended as orphaned while its process held it, after ${failed} failed renewals in a row`
       }
       if (message === "tool_executing refused: tool call reused") {
         return nat.end.kind === "tool_call_reused" && whole ? undefined : "refused a tool call id used once"
@@ -200,6 +214,13 @@ export const lifecycleViolations = (scenario: Scenario, observation: Observation
         status === statusOf(terminal) && code === terminal.data.code
       if (!true_) {
         problems.push(`${run.name} ended ${ending}, but its process reported "${status}" ${code ?? ""}`.trim())
+      }
+    }
+
+    // A process never ends a run it holds, whatever its lease says; it holds every run it acknowledged.
+    for (const sweep of logsOf(run.runId, SWEPT)) {
+      if (sweep.annotations.process === run.via && run.acked) {
+        problems.push(`${run.name} was ended as orphaned by its own process, which still held it`)
       }
     }
 

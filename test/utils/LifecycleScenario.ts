@@ -3,20 +3,27 @@
  * case shrinks to a script a person can read and replay. A scenario is a
  * list of actions on two server processes sharing one store: messages that
  * start runs (each with the model's scripted turns), cancels, waits, the
- * database lost and back, and commits that fail before or after applying.
+ * database lost and back, one process cut off from it, and commits that
+ * fail before or after applying.
  * Also here: what a script does when nothing interferes, which the oracle
  * compares every stored run against.
  */
 import { FastCheck as fc } from "effect"
 
-/** Small durations (ms), so that a case spans a few leases; the simulation makes them cost nothing. */
+/**
+ * Small durations (ms), so that a case spans a few leases (the simulation makes them cost nothing), and
+ * in proportions that make every path common: a run of three slow calls outlives its lease and a sweep
+ * after it, so renewals matter; five outlive the run timeout; the tool timeout cuts a hang before.
+ */
 export const TIMING = {
-  toolTimeout: 150,
-  runLease: 300,
-  runTimeout: 1500,
+  toolTimeout: 100,
+  runLease: 100,
+  runTimeout: 300,
   maxAgentSteps: 3,
   reconnectBase: 20,
-  reconnectMax: 80
+  reconnectMax: 80,
+  /** How long an operation takes to fail while its process cannot reach the database. */
+  lostAnswer: 10
 } as const
 
 /** answer: at once; fail: a ToolError; hang: never answers (past the tool timeout); slow: answers after `ms`. */
@@ -48,6 +55,8 @@ export type Action =
 export interface Scenario {
   /** Seeds the schedules' jitter. */
   readonly seed: number
+  /** How long after the first process the second starts (ms): their renewals and sweeps out of phase. */
+  readonly stagger: number
   readonly actions: ReadonlyArray<Action>
 }
 
@@ -68,7 +77,7 @@ const rawChunk: fc.Arbitrary<RawChunk> = fc.oneof(
     arbitrary: fc.record({
       call: fc.constantFrom<ToolKind>("answer", "fail", "slow", "hang"),
       again: fc.oneof({ weight: 9, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-      ms: fc.integer({ min: 1, max: TIMING.toolTimeout - 10 })
+      ms: fc.integer({ min: TIMING.toolTimeout / 2, max: TIMING.toolTimeout - 10 })
     }).map(({ again, call, ms }): RawChunk => call === "slow" ? { call, again, ms } : { call, again })
   }
 )
@@ -96,14 +105,15 @@ const via = fc.constantFrom<Via>(1, 2)
 const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ send: script, thread: fc.integer({ min: 0, max: 1 }), via }) },
   { weight: 1, arbitrary: fc.record({ cancel: fc.integer({ min: 0, max: 1 }), via }) },
-  { weight: 3, arbitrary: fc.record({ wait: fc.integer({ min: 1, max: 400 }) }) },
+  { weight: 3, arbitrary: fc.record({ wait: fc.integer({ min: 1, max: 3 * TIMING.runLease }) }) },
   { weight: 1, arbitrary: fc.record({ down: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ cut: fc.constantFrom<0 | Via>(0, 1, 2) }) },
+  { weight: 1, arbitrary: fc.record({ cut: fc.constantFrom<0 | Via>(0, 0, 1, 2) }) },
   { weight: 1, arbitrary: fc.record({ failCommit: fc.constantFrom<"before" | "after">("before", "after") }) }
 )
 
 export const scenario: fc.Arbitrary<Scenario> = fc.record({
   seed: fc.integer(),
+  stagger: fc.integer({ min: 0, max: TIMING.runLease - 1 }),
   actions: fc.array(action, { minLength: 1, maxLength: 24, size: "max" })
 })
 
