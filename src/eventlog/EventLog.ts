@@ -21,6 +21,11 @@ import { type EndStatus, EventStore, type RunRecord, type RunRef } from "./Event
 export interface Terminal {
   readonly status: EndStatus
   readonly event: Extract<EventDraft, { event_type: "agent_completed" | "agent_error" }>
+  /**
+   * The terminal event's id, chosen once for this end: a retry of `endRun` whose earlier attempt
+   * committed but lost its answer finds this id stored, and knows the end is its own.
+   */
+  readonly eventId: string
 }
 
 export type LifecycleReason =
@@ -78,7 +83,8 @@ export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
     input: { readonly threadId: string; readonly messageId: string; readonly agent: string }
   ) => Effect.Effect<Option.Option<string>, DatabaseError | LifecycleError>
   /**
-   * Ends a running run (its open tool calls closed first); false when it had already ended, or, with
+   * Ends a running run (its open tool calls closed first); false when it had already ended (unless with
+   * this very terminal: an earlier attempt committed it and lost the answer), or, with
    * `onlyIfLeaseExpired`, when its lease has not run out after all (its owner renewed it meanwhile).
    */
   readonly endRun: (
@@ -108,12 +114,12 @@ const make = Effect.gen(function*() {
 
   const publish = (events: ReadonlyArray<StoredEvent>) => broker.publish(events.map(toLive))
 
-  /** Stores drafts with the thread's next seqs, published on commit; no lifecycle check. */
-  const store_ = (threadId: string, drafts: ReadonlyArray<EventDraft>, first: number, now: number) =>
+  /** Stores drafts with the thread's next seqs, published on commit; no lifecycle check. `lastId` names the last. */
+  const store_ = (threadId: string, drafts: ReadonlyArray<EventDraft>, first: number, now: number, lastId?: string) =>
     Effect.gen(function*() {
       const timestamp = new Date(now).toISOString()
       const events = drafts.map((d, i): StoredEvent => ({
-        event_id: randomUUID(),
+        event_id: i === drafts.length - 1 && lastId !== undefined ? lastId : randomUUID(),
         thread_id: threadId,
         run_id: d.run_id,
         seq: first + i,
@@ -205,7 +211,8 @@ const make = Effect.gen(function*() {
         // connection that has it already drops it; one that lacks what came before fetches it).
         const last = yield* store.lastRunEvent(threadId, runId)
         if (Option.isSome(last)) yield* store.afterCommit(publish([last.value]))
-        return false
+        // If it is, the end stored is this one: reporting it as another's would misreport how the run ended.
+        return Option.exists(last, (event) => event.event_id === terminal.eventId)
       }
       // Checked under the thread's lock, in the transaction that ends the run: a renewal that came after
       // whoever listed the run as expired still saves it.
@@ -225,7 +232,7 @@ const make = Effect.gen(function*() {
       yield* store.finishRun(runId, terminal.status, code, new Date(now))
       const first = yield* store.allocate(threadId, drafts.length)
       if (Option.isNone(first)) return false
-      yield* store_(threadId, drafts, first.value, now)
+      yield* store_(threadId, drafts, first.value, now, terminal.eventId)
       return true
     }))
   })

@@ -6,6 +6,7 @@
  * any defect is logged with its cause before it becomes `internal`.
  */
 import { Cause, Effect, Exit, Option } from "effect"
+import { randomUUID } from "node:crypto"
 import { type DatabaseCheck, reconnectSchedule } from "../config/AppConfig.ts"
 import type { EventLog, Terminal } from "../eventlog/EventLog.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
@@ -15,7 +16,8 @@ import { RunFailure } from "./RunLoop.ts"
 
 export const failed = (runId: string, code: RunErrorCode, message: string): Terminal => ({
   status: code === RunErrorCode.Cancelled ? "cancelled" : "failed",
-  event: draft("agent_error", runId, { code, message }) as Terminal["event"]
+  event: draft("agent_error", runId, { code, message }) as Terminal["event"],
+  eventId: randomUUID()
 })
 
 /** An error object that says the database failed, whatever wrapped it. */
@@ -35,7 +37,8 @@ export const terminalOf = (context: EndContext, exit: Exit.Exit<RunResult, RunFa
     onSuccess: (result): Effect.Effect<Terminal> =>
       Effect.succeed({
         status: "completed",
-        event: draft("agent_completed", context.runId, result) as Terminal["event"]
+        event: draft("agent_completed", context.runId, result) as Terminal["event"],
+        eventId: randomUUID()
       }),
     onFailure: (cause): Effect.Effect<Terminal> => {
       const failure = Cause.failureOption(cause)

@@ -45,7 +45,8 @@ const fakes = (env: HubEnv, nudges: { count: number }) => {
         yield* env.log.append(threadId, [draft("agent_response_delta", runId, { delta: "hi" })])
         yield* env.log.endRun(threadId, runId, {
           status: "completed",
-          event: draft("agent_completed", runId, { response: "hi", duration_ms: 1 })
+          event: draft("agent_completed", runId, { response: "hi", duration_ms: 1 }),
+          eventId: randomUUID()
         })
         // The hub delivers the run's events before the request ends: an ack sent only now would come last.
         yield* pause(20)
