@@ -8,7 +8,7 @@
  * Ending a run, whatever ends it, closes its open tool calls first, then
  * stores the terminal event, in one transaction: exactly one terminal, last.
  */
-import { Clock, Context, Data, Duration, Effect, Layer, Option, type Queue, type Scope } from "effect"
+import { Clock, Context, Data, Effect, Layer, Option, type Queue, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -256,6 +256,3 @@ export const EventLogLive: Layer.Layer<EventLog, never, EventStore | Broker | Ap
   EventLog,
   make
 )
-
-/** How long a lease is renewed for, and how often: a third of it, so two renewals may fail in a row. */
-export const renewEvery = (lease: Duration.Duration) => Duration.millis(Math.max(1, Duration.toMillis(lease) / 3))

@@ -1,6 +1,9 @@
 /**
  * Leases: a run belongs to the process that started it for as long as
- * that process renews its lease (every third of RUN_LEASE_MS). Any process
+ * that process renews its lease: at a fixed rate, every quarter of
+ * RUN_LEASE_MS, each attempt cut off after a sixth, so that any lease
+ * window holds three attempts and only three failures in a row (a process
+ * cut off from the database for most of a lease) let it lapse. Any process
  * ends a run whose lease has expired, at startup and then every half
  * lease: its owner is gone (a crash, a kill, a lost host), so nobody else
  * will. A process never ends a run it still holds, whatever its lease
@@ -9,8 +12,8 @@
 import { Duration, Effect, Schedule, type Scope } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
-import type { DatabaseError } from "../domain/Errors.ts"
-import { EventLog, renewEvery } from "../eventlog/EventLog.ts"
+import { DatabaseError } from "../domain/Errors.ts"
+import { EventLog } from "../eventlog/EventLog.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { failed } from "./RunEnd.ts"
 
@@ -26,7 +29,13 @@ export const makeLeases = (held: () => ReadonlyArray<string>) =>
     const monitor = yield* DatabaseMonitor
     const { runLease } = yield* AppConfig
 
-    const renew = Effect.suspend(() => eventLog.renewLeases(held()))
+    const leaseMs = Duration.toMillis(runLease)
+    const renew = Effect.suspend(() => eventLog.renewLeases(held())).pipe(
+      Effect.timeoutFail({
+        duration: Duration.millis(leaseMs / 6),
+        onTimeout: () => new DatabaseError({ reason: "renewal timed out" })
+      })
+    )
 
     /**
      * Ends the expired runs this process does not hold; how many it ended. What this process holds is
@@ -48,7 +57,12 @@ export const makeLeases = (held: () => ReadonlyArray<string>) =>
       return ended
     })
 
-    const every = (effect: Effect.Effect<unknown, DatabaseError>, interval: Duration.Duration, what: string) =>
+    const every = (
+      effect: Effect.Effect<unknown, DatabaseError>,
+      schedule: Schedule.Schedule<unknown>,
+      interval: Duration.Duration,
+      what: string
+    ) =>
       effect.pipe(
         Effect.tapError((error) =>
           Effect.zipRight(
@@ -57,13 +71,23 @@ export const makeLeases = (held: () => ReadonlyArray<string>) =>
           )
         ),
         Effect.ignore,
-        Effect.repeat(Schedule.spaced(interval)),
+        Effect.repeat(schedule),
         Effect.delay(interval)
       )
 
     const start: Effect.Effect<void, never, Scope.Scope> = Effect.all([
-      Effect.forkScoped(every(renew, renewEvery(runLease), "renew the leases of this process's runs")),
-      Effect.forkScoped(every(sweep, Duration.millis(Duration.toMillis(runLease) / 2), "end runs of stopped processes"))
+      // Fixed, not spaced: a failed attempt's duration must not push the next one past the lease.
+      Effect.forkScoped(
+        every(
+          renew,
+          Schedule.fixed(leaseMs / 4),
+          Duration.millis(leaseMs / 4),
+          "renew the leases of this process's runs"
+        )
+      ),
+      Effect.forkScoped(
+        every(sweep, Schedule.spaced(leaseMs / 2), Duration.millis(leaseMs / 2), "end runs of stopped processes")
+      )
     ], { discard: true })
 
     return { sweep, start } as const

@@ -15,7 +15,7 @@ import { runViolations } from "./RunInvariants.ts"
 const REFUSED = "event refused by the run lifecycle"
 const ENDED = "run ended"
 const SWEPT = "ended a run whose process stopped (its lease expired)"
-/** How many renewals in a row may fail without the lease lapsing, as EventLog's `renewEvery` promises. */
+/** How many renewals in a row may fail without the lease lapsing, as Leases' fixed quarter-lease rate promises. */
 const RENEWALS_MAY_FAIL = 2
 
 interface RunFacts {
