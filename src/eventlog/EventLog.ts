@@ -115,7 +115,13 @@ const make = Effect.gen(function*() {
   const publish = (events: ReadonlyArray<StoredEvent>) => broker.publish(events.map(toLive))
 
   /** Stores drafts with the thread's next seqs, published on commit; no lifecycle check. `lastId` names the last. */
-  const store_ = (threadId: string, drafts: ReadonlyArray<EventDraft>, first: number, now: number, lastId?: string) =>
+  const storeDrafts = (
+    threadId: string,
+    drafts: ReadonlyArray<EventDraft>,
+    first: number,
+    now: number,
+    lastId?: string
+  ) =>
     Effect.gen(function*() {
       const timestamp = new Date(now).toISOString()
       const events = drafts.map((d, i): StoredEvent => ({
@@ -171,7 +177,7 @@ const make = Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const runs = new Map<string, RunRecord>()
       for (const d of drafts) yield* check(threadId, d, runs, new Date(now))
-      return yield* store_(threadId, drafts, first.value, now)
+      return yield* storeDrafts(threadId, drafts, first.value, now)
     })).pipe(
       Effect.tapErrorTag("LifecycleError", (error) =>
         Effect.logWarning("event refused by the run lifecycle").pipe(
@@ -190,7 +196,7 @@ const make = Effect.gen(function*() {
         if (Option.isNone(first)) return yield* refuse(input.threadId, started, "unknown_thread")
         const inserted = yield* store.insertRun({ ...input, runId, owner, lease: runLease, startedAt: new Date(now) })
         if (!inserted) return Option.none<string>()
-        yield* store_(input.threadId, [started], first.value, now)
+        yield* storeDrafts(input.threadId, [started], first.value, now)
         return Option.some(runId)
       }))
     }
@@ -232,7 +238,7 @@ const make = Effect.gen(function*() {
       yield* store.finishRun(runId, terminal.status, code, new Date(now))
       const first = yield* store.allocate(threadId, drafts.length)
       if (Option.isNone(first)) return false
-      yield* store_(threadId, drafts, first.value, now, terminal.eventId)
+      yield* storeDrafts(threadId, drafts, first.value, now, terminal.eventId)
       return true
     }))
   })

@@ -32,8 +32,6 @@ export const EventData = {
 export type EventType = keyof typeof EventData
 export type EventPayloads = { readonly [K in EventType]: typeof EventData[K]["Type"] }
 
-export const EVENT_TYPES = Object.keys(EventData) as ReadonlyArray<EventType>
-
 /** An event before it has a place in its thread. */
 export type EventDraft = {
   readonly [K in EventType]: {

@@ -11,8 +11,7 @@ import { type DatabaseCheck, reconnectSchedule } from "../config/AppConfig.ts"
 import type { EventLog, Terminal } from "../eventlog/EventLog.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { draft } from "../protocol/Events.ts"
-import type { RunResult } from "./RunLoop.ts"
-import { RunFailure } from "./RunLoop.ts"
+import type { RunFailure, RunResult } from "./RunLoop.ts"
 
 export const failed = (runId: string, code: RunErrorCode, message: string): Terminal => ({
   status: code === RunErrorCode.Cancelled ? "cancelled" : "failed",
@@ -83,13 +82,11 @@ export const storeEnd = (
     ),
     Effect.retry(reconnectSchedule(check)),
     Effect.map(Option.some),
+    // Only a defect gets here (the retry never gives up); an interruption (shutdown) goes on as one.
     Effect.catchAllCause((cause) =>
       Cause.isInterruptedOnly(cause)
-        ? Effect.failCause(cause)
-        : Effect.as(Effect.logError("could not store the end of a run", cause), Option.none())
-    ),
-    Effect.catchAllCause(() => Effect.succeed(Option.none<boolean>()))
+        ? Effect.interrupt
+        : Effect.as(Effect.logError("could not store the end of a run", cause), Option.none<boolean>())
+    )
   )
 }
-
-export { RunFailure }

@@ -54,7 +54,6 @@ export class Supervisor extends Context.Tag("agent-chat/Supervisor")<Supervisor,
 }>() {}
 
 interface ActiveRun {
-  readonly threadId: string
   /** The run loop; interrupting it cancels the run. */
   readonly loop: Fiber.RuntimeFiber<RunResult, RunFailure>
   /** How the run ended once its end is stored: None when this process could not store it. */
@@ -126,7 +125,7 @@ const make = Effect.gen(function*() {
         Effect.forkIn(scope)
       )
       const outcome = yield* Deferred.make<Option.Option<EndStatus | "ended elsewhere">>()
-      const run: ActiveRun = { threadId: context.threadId, loop: loopFiber, outcome }
+      const run: ActiveRun = { loop: loopFiber, outcome }
       runs.set(context.runId, run)
       yield* finish(context, run).pipe(annotate, Effect.interruptible, Effect.forkIn(scope))
     })

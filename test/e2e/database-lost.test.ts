@@ -4,6 +4,7 @@ import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"
 import { TestServer, type TestServerShape, withServer } from "../utils/TestServer.ts"
+import { until } from "../utils/until.ts"
 
 // The server reaches its database (the machine's PostgreSQL when TEST_DATABASE_URL is set, else the
 // embedded one) through this proxy; cutting it is the database lost, for this server only.
@@ -14,16 +15,6 @@ const gate = new Gate()
 const readiness = async (server: TestServerShape) => {
   const response = await server.fetch("/health/ready")
   return { status: response.status, body: await response.json() }
-}
-
-const until = async <A>(check: () => Promise<A | undefined>, what: string): Promise<A> => {
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    const found = await check()
-    if (found !== undefined) return found
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
 }
 
 layer(TestServer.layer({ model: gatedModel(gate, 2), databaseProxy: proxy }), {
@@ -56,11 +47,15 @@ layer(TestServer.layer({ model: gatedModel(gate, 2), databaseProxy: proxy }), {
 
         proxy.cut()
         onTestFinished(() => proxy.restore())
-        const degraded = await until(async () => {
-          const r = await readiness(server)
-          // Degraded as soon as a check fails; lost (with since when) once two in a row have.
-          return r.body.status === "degraded" && r.body.components.database.since !== undefined ? r : undefined
-        }, "the database marked lost")
+        const degraded = await until(
+          async () => {
+            const r = await readiness(server)
+            // Degraded as soon as a check fails; lost (with since when) once three in a row have.
+            return r.body.status === "degraded" && r.body.components.database.since !== undefined ? r : undefined
+          },
+          "the database marked lost",
+          20_000
+        )
         expect(degraded.status).toBe(503)
         expect(degraded.body.components.database).toMatchObject({ status: "down" })
         expect(degraded.body.components.database.reason).toMatch(/the database does not answer/)

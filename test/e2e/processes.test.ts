@@ -12,6 +12,7 @@ import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TestDatabaseLive } from "../utils/TestDatabase.ts"
 import { service, TestServer, type TestServerShape } from "../utils/TestServer.ts"
+import { until } from "../utils/until.ts"
 
 const twoProcesses = (gate: Gate) =>
   Effect.gen(function*() {
@@ -27,14 +28,6 @@ const twoProcesses = (gate: Gate) =>
 
 const stored = async (server: TestServerShape, threadId: string): Promise<Array<EventFrame>> =>
   (await (await server.fetch(`/api/threads/${threadId}/events`, { userId: "alice" })).json()).events
-
-const until = async (check: () => Promise<boolean>, what: string) => {
-  const deadline = Date.now() + 10_000
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 describe("two processes on one database", () => {
   it.scopedLive("a process that starts leaves alone the runs another live process holds", () =>

@@ -1,10 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
-import { Gate, gatedModel } from "../utils/Models.ts"
+import type { Tool } from "../../src/runs/Tool.ts"
+import { expectRunShape } from "../utils/invariants.ts"
+import { Gate, gatedModel, toolCallingModel } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"
 import { TestServer } from "../utils/TestServer.ts"
 import { sign } from "../utils/tokens.ts"
+import { until } from "../utils/until.ts"
 
 /** Starts a server in a scope of its own, so the test decides when it shuts down. */
 const start = (gate: Gate, grace: Duration.Duration, databaseProxy?: TcpProxy) =>
@@ -16,14 +19,6 @@ const start = (gate: Gate, grace: Duration.Duration, databaseProxy?: TcpProxy) =
     )
     return { server: Context.get(context, TestServer), scope }
   })
-
-const until = async (check: () => Promise<boolean>, what: string) => {
-  const deadline = Date.now() + 10_000
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 describe("graceful shutdown", () => {
   it.live("drains: 503 for new upgrades, active runs finish within the grace period, then 1001", () =>
@@ -71,6 +66,33 @@ describe("graceful shutdown", () => {
       const terminal = yield* Effect.promise(() => alice.waitRunEnd(sent.run_id))
       expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "cancelled" } })
       expect(terminal.data.message).toMatch(/shut down/)
+      expect((yield* Effect.promise(() => alice.waitClose())).code).toBe(1001)
+    }))
+
+  it.live("closes a tool call a shutdown cuts short with tool_completed interrupted, before the terminal", () =>
+    Effect.gen(function*() {
+      const stall: Tool = { name: "stall", description: "never answers", parameters: {}, run: () => Effect.never }
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(
+        TestServer.layer({
+          model: toolCallingModel("stall", {}),
+          extraTools: [stall],
+          config: { shutdownGrace: Duration.millis(300) }
+        }),
+        scope
+      )
+      const server = Context.get(context, TestServer)
+      const alice = yield* Effect.promise(async () => ChatClient.connect(server.wsUrl, { token: await sign("alice") }))
+      const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread" }))
+      const sent = yield* Effect.promise(() => alice.request({ type: "send_message", thread_id, content: "stall" }))
+      yield* Effect.promise(() => alice.waitFor((f) => f.type === "event" && f.event_type === "tool_executing"))
+      yield* Scope.close(scope, Exit.void)
+      yield* Effect.promise(() => alice.waitRunEnd(sent.run_id))
+      const run = expectRunShape(alice.events(thread_id), sent.run_id)
+      expect(run.slice(-2).map((e) => [e.event_type, e.data.error ?? e.data.code])).toEqual([
+        ["tool_completed", "interrupted"],
+        ["agent_error", "cancelled"]
+      ])
       expect((yield* Effect.promise(() => alice.waitClose())).code).toBe(1001)
     }))
 
