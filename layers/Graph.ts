@@ -3,6 +3,7 @@
  * Auth, Hub, Supervisor, then the HTTP server. Each mode (App,
  * Test) chooses the layers; the shape is the same for all.
  */
+import type { LanguageModel } from "@effect/ai"
 import type { PgClient } from "@effect/sql-pg"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect, Layer, Metric } from "effect"
@@ -15,9 +16,10 @@ import { EventLogLive } from "../src/eventlog/EventLog.ts"
 import { SqlEventStoreLive } from "../src/eventlog/SqlEventStore.ts"
 import { HubLive } from "../src/gateway/Hub.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
+import type { ModelInfo } from "../src/llm/ModelInfo.ts"
+import { ModelStatusLive } from "../src/llm/ModelStatus.ts"
 import * as Metrics from "../src/metrics/Metrics.ts"
 import { TracingLive } from "../src/observability/Tracing.ts"
-import type { LanguageModel } from "../src/runs/LanguageModel.ts"
 import { SupervisorLive } from "../src/runs/Supervisor.ts"
 import { ToolDispatcherLive, type Tools } from "../src/runs/ToolDispatcher.ts"
 import { AccessLive } from "../src/threads/Access.ts"
@@ -30,7 +32,8 @@ export interface GraphLayers<E> {
   readonly broker: Layer.Layer<Broker, E, AppConfig>
   /** Auth, and in development the dev-token issuer beside it. */
   readonly auth: Layer.Layer<Auth, E, AppConfig>
-  readonly model: Layer.Layer<LanguageModel, E, AppConfig>
+  /** The model: @effect/ai's LanguageModel (any provider), and which model it is. */
+  readonly model: Layer.Layer<LanguageModel.LanguageModel | ModelInfo, E, AppConfig>
   readonly tools: Layer.Layer<Tools, E, Threads | AppConfig>
 }
 
@@ -49,7 +52,12 @@ const timed = <A, E, R>(component: string, layer: Layer.Layer<A, E, R>): Layer.L
 /** Every component, without the HTTP server. */
 export const components = <E>(layers: GraphLayers<E>) =>
   timed("supervisor", SupervisorLive).pipe(
-    Layer.provideMerge(Layer.mergeAll(timed("websocket", HubLive), layers.model)),
+    Layer.provideMerge(
+      Layer.mergeAll(
+        timed("websocket", HubLive),
+        ModelStatusLive.pipe(Layer.provideMerge(timed("model", layers.model)))
+      )
+    ),
     Layer.provideMerge(ToolDispatcherLive.pipe(Layer.provideMerge(layers.tools))),
     Layer.provideMerge(timed("auth", layers.auth)),
     Layer.provideMerge(MembersLive),

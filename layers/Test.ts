@@ -6,6 +6,7 @@
  * way), the in-process broker, the test secret, and whatever model, tools
  * and config the caller needs.
  */
+import type { LanguageModel } from "@effect/ai"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
@@ -13,12 +14,12 @@ import { AuthLive, type AuthOptions } from "../src/auth/Auth.ts"
 import { DevTokensLive, signToken } from "../src/auth/DevTokens.ts"
 import { BuiltinModelLive } from "../src/builtin/BuiltinModel.ts"
 import { BuiltinToolsLive } from "../src/builtin/BuiltinTools.ts"
-import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../src/config/AppConfig.ts"
+import { type AppConfig, type AppConfigShape, AppConfigTest, makeTestConfig } from "../src/config/AppConfig.ts"
 import * as Database from "../src/database/Database.ts"
 import { Embedded, EmbeddedPostgres } from "../src/database/Embedded.ts"
 import { StartupError } from "../src/domain/Errors.ts"
 import { BrokerInProcess } from "../src/eventlog/Broker.ts"
-import type { LanguageModel } from "../src/runs/LanguageModel.ts"
+import type { ModelInfo } from "../src/llm/ModelInfo.ts"
 import type { Tool } from "../src/runs/Tool.ts"
 import { Tools } from "../src/runs/ToolDispatcher.ts"
 import { type GraphLayers, server } from "./Graph.ts"
@@ -101,7 +102,7 @@ export const allTestDatabases = (poolSize = 4) => [
 
 export interface TestGraphOptions {
   readonly config?: Partial<AppConfigShape>
-  readonly model?: Layer.Layer<LanguageModel>
+  readonly model?: Layer.Layer<LanguageModel.LanguageModel | ModelInfo, never, AppConfig>
   /** Tools besides the built-in ones. */
   readonly extraTools?: ReadonlyArray<Tool>
   /** Keys besides the test secret (a PEM public key, a JWKS URL), or no secret at all. */

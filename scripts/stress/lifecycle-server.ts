@@ -19,8 +19,9 @@ import { testGraph } from "../../layers/Test.ts"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
 import * as Database from "../../src/database/Database.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
+import { simpleModelLayer } from "../../src/llm/ModelInfo.ts"
+import type { ChatMessage, ModelChunk } from "../../src/llm/SimpleModel.ts"
 import { jsonLogger } from "../../src/observability/Logging.ts"
-import { type ChatMessage, LanguageModel, type ModelChunk } from "../../src/runs/LanguageModel.ts"
 import { type Tool, ToolError } from "../../src/runs/Tool.ts"
 import { Random } from "./random.ts"
 
@@ -69,14 +70,11 @@ const turn = (messages: ReadonlyArray<ChatMessage>): { chunks: Array<ModelChunk>
   return { chunks, delayMs: 5 }
 }
 
-const model = Layer.succeed(LanguageModel, {
-  name: "lifecycle",
-  stream: (request) =>
-    Stream.suspend(() => {
-      const { chunks, delayMs } = turn(request.messages)
-      return Stream.fromIterable(chunks).pipe(Stream.tap(() => Effect.sleep(Duration.millis(delayMs))))
-    })
-})
+const model = simpleModelLayer("lifecycle", (request) =>
+  Stream.suspend(() => {
+    const { chunks, delayMs } = turn(request.messages)
+    return Stream.fromIterable(chunks).pipe(Stream.tap(() => Effect.sleep(Duration.millis(delayMs))))
+  }))
 
 const overrides = { runLease: Duration.seconds(1), heartbeat: Duration.hours(1) }
 const retry = { attempts: 5, baseDelay: Duration.millis(100), maxElapsed: Duration.seconds(10) }

@@ -5,12 +5,14 @@
  * (`Supervisor.track`, which every fiber of the server's runtime reports
  * to) and a logger that counts what the server logs instead of printing it.
  */
+import type { LanguageModel } from "@effect/ai"
 import { Cause, Context, Duration, Effect, Exit, Layer, Logger, LogLevel, Scope, Stream, Supervisor } from "effect"
 import { testGraph, testToken } from "../../layers/Test.ts"
-import type { AppConfigShape } from "../../src/config/AppConfig.ts"
+import type { AppConfig, AppConfigShape } from "../../src/config/AppConfig.ts"
 import { Hub, type HubStats } from "../../src/gateway/Hub.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
-import { LanguageModel, type ModelChunk } from "../../src/runs/LanguageModel.ts"
+import { type ModelInfo, simpleModelLayer } from "../../src/llm/ModelInfo.ts"
+import type { ModelChunk } from "../../src/llm/SimpleModel.ts"
 import { Supervisor as AgentSupervisor } from "../../src/runs/Supervisor.ts"
 import { StressClient } from "./client.ts"
 
@@ -39,7 +41,7 @@ export interface StressServer {
 
 export interface StressServerOptions {
   readonly config?: Partial<AppConfigShape>
-  readonly model?: Layer.Layer<LanguageModel>
+  readonly model?: Layer.Layer<LanguageModel.LanguageModel | ModelInfo, never, AppConfig>
 }
 
 /** An error and the chain of its causes on one line: the root cause (a driver's message) is what explains it. */
@@ -136,21 +138,17 @@ export const startServer = async (options: StressServerOptions = {}): Promise<St
  * A model that streams `pieces` answer deltas with `delayMs` between them: a run long enough to
  * disconnect in the middle of, as a real provider's stream is.
  */
-export const pacedModel = (pieces: number, delayMs: number): Layer.Layer<LanguageModel> =>
-  Layer.succeed(LanguageModel, {
-    name: "paced",
-    stream: () =>
-      Stream.fromIterable(
-        Array.from({ length: pieces }, (_, i): ModelChunk => ({ _tag: "TextDelta", delta: `p${i} ` }))
-      )
-        .pipe(Stream.tap(() => Effect.sleep(delayMs)))
-  })
+export const pacedModel = (pieces: number, delayMs: number) =>
+  simpleModelLayer("paced", () =>
+    Stream.fromIterable(
+      Array.from({ length: pieces }, (_, i): ModelChunk => ({ _tag: "TextDelta", delta: `p${i} ` }))
+    ).pipe(Stream.tap(() => Effect.sleep(delayMs))))
 
 /** A model that answers with `pieces` deltas of `bytes` characters at once: enough to swamp a stalled reader. */
-export const floodModel = (pieces: number, bytes: number): Layer.Layer<LanguageModel> => {
+export const floodModel = (pieces: number, bytes: number) => {
   const chunks = Array.from({ length: pieces }, (_, i): ModelChunk => ({
     _tag: "TextDelta",
     delta: `${i}:`.padEnd(bytes, "z")
   }))
-  return Layer.succeed(LanguageModel, { name: "flood", stream: () => Stream.fromIterable(chunks) })
+  return simpleModelLayer("flood", () => Stream.fromIterable(chunks))
 }

@@ -4,9 +4,12 @@
  * thread's history) or replies directly; on tool results it composes the
  * answer and never calls a tool again, so a run always ends.
  */
-import { Effect, Layer, Stream } from "effect"
+import type { LanguageModel } from "@effect/ai"
+import { Duration, Effect, Layer, Stream } from "effect"
 import { randomUUID } from "node:crypto"
-import { type ChatMessage, LanguageModel, LlmError, type ModelChunk, type ToolCall } from "../runs/LanguageModel.ts"
+import { AppConfig } from "../config/AppConfig.ts"
+import { type ModelInfo, simpleModelLayer } from "../llm/ModelInfo.ts"
+import { type ChatMessage, LlmError, type ModelChunk, type ToolCall } from "../llm/SimpleModel.ts"
 import type { CalculatorInput, ClockInput, SearchThreadInput } from "../runs/Tool.ts"
 import { detectClock, detectSearch } from "./BuiltinIntents.ts"
 import { composeAnswer, directReply, type Outcome, toDeltas } from "./BuiltinReplies.ts"
@@ -126,17 +129,18 @@ export const respond = (
   return answer("There is no new user message to act on.", "I have nothing new to answer.")
 }
 
-export const BuiltinModelLive: Layer.Layer<LanguageModel> = Layer.succeed(
-  LanguageModel,
-  LanguageModel.of({
-    name: "builtin-agent",
-    stream: (request) =>
-      Stream.fromIterableEffect(
-        // A bug in the rules should end the run as an llm_failed error, not as a defect.
-        Effect.try({
-          try: () => respond(request.messages, { tools: request.tools.map((tool) => tool.name) }),
-          catch: (cause) => new LlmError({ reason: "the built-in agent failed", cause })
-        })
-      )
-  })
-)
+/** The built-in agent as a model: each turn computed by `respond`, each piece after a pace (0 in tests). */
+export const builtinModel = (pace: Duration.Duration) =>
+  simpleModelLayer("builtin-agent", (request) => {
+    const chunks = Stream.fromIterableEffect(
+      // A bug in the rules should end the run as an llm_failed error, not as a defect.
+      Effect.try({
+        try: () => respond(request.messages, { tools: request.tools.map((tool) => tool.name) }),
+        catch: (cause) => new LlmError({ reason: "the built-in agent failed", cause })
+      })
+    )
+    return Duration.isZero(pace) ? chunks : Stream.tap(chunks, () => Effect.sleep(pace))
+  }, "builtin")
+
+export const BuiltinModelLive: Layer.Layer<LanguageModel.LanguageModel | ModelInfo, never, AppConfig> = Layer
+  .unwrapEffect(Effect.map(AppConfig, (config) => builtinModel(config.llm.builtinPace)))

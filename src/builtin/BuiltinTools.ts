@@ -3,31 +3,28 @@
  * model may call it), the clock and search_thread.
  */
 import { Effect, Either, Layer, Schema } from "effect"
-import { type CalculatorOutput, decodeInput, type Tool, ToolError } from "../runs/Tool.ts"
+import { type CalculatorOutput, defineTool, type Tool, ToolError } from "../runs/Tool.ts"
 import { Tools } from "../runs/ToolDispatcher.ts"
 import { clock } from "../runs/tools/Clock.ts"
 import { searchThread } from "../runs/tools/SearchThread.ts"
 import { Threads } from "../threads/Threads.ts"
 import { evaluate } from "./Calculator.ts"
 
-const CalculatorInput = Schema.Struct({ expression: Schema.String.pipe(Schema.maxLength(500)) })
+const CalculatorInput = Schema.Struct({
+  expression: Schema.String.pipe(Schema.maxLength(500)).annotations({ description: "for example (12 + 3) * 4 / 2" })
+})
 
-export const calculator: Tool = {
+export const calculator: Tool = defineTool({
   name: "calculator",
   description:
     "Evaluates an arithmetic expression: + - * / % ^, parentheses, sqrt, abs, round, ln, log, sin, cos, tan, min, max, pi, e.",
-  parameters: {
-    type: "object",
-    properties: { expression: { type: "string", description: "for example (12 + 3) * 4 / 2" } },
-    required: ["expression"]
-  },
-  run: (input) =>
-    Effect.flatMap(decodeInput(CalculatorInput, input), ({ expression }) =>
-      Either.match(evaluate(expression), {
-        onLeft: (message) => Effect.fail(new ToolError({ message })),
-        onRight: (result) => Effect.succeed<CalculatorOutput>({ expression, result })
-      }))
-}
+  input: CalculatorInput,
+  run: ({ expression }) =>
+    Either.match(evaluate(expression), {
+      onLeft: (message) => Effect.fail(new ToolError({ message })),
+      onRight: (result) => Effect.succeed<CalculatorOutput>({ expression, result })
+    })
+})
 
 export const BuiltinToolsLive: Layer.Layer<Tools, never, Threads> = Layer.effect(
   Tools,

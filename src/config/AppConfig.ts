@@ -54,7 +54,34 @@ export interface AppConfigShape {
   /** How long a run stays owned by its process without a renewal; past it, any process may end the run. */
   readonly runLease: Duration.Duration
   readonly maxAgentSteps: number
+  readonly llm: LlmConfig
   readonly tracing: Tracing
+}
+
+export const LLM_PROVIDERS = ["openai-chat", "openai-responses", "anthropic", "builtin"] as const
+export type LlmProvider = typeof LLM_PROVIDERS[number]
+
+/** The language model of the runs (LLM_*). */
+export interface LlmConfig {
+  /** None: the built-in agent in development; production and staging refuse to start without one. */
+  readonly provider: Option.Option<LlmProvider>
+  /** None: the provider's public endpoint. */
+  readonly baseUrl: Option.Option<string>
+  readonly apiKey: Option.Option<Redacted.Redacted>
+  /** Required by the real providers. */
+  readonly model: Option.Option<string>
+  readonly maxOutputTokens: Option.Option<number>
+  readonly temperature: Option.Option<number>
+  /** How much of the thread's history (in characters) a model request carries, newest first. */
+  readonly historyChars: number
+  /** To the first byte of an answer, and between two pieces of its stream. */
+  readonly requestTimeout: Duration.Duration
+  /** Ask the provider at startup whether it serves the model. */
+  readonly startupCheck: boolean
+  /** The built-in agent's delay per streamed piece, so a person sees it stream (0 in tests). */
+  readonly builtinPace: Duration.Duration
+  /** Rate-limited answers (429) retried, each after its Retry-After, within these bounds. */
+  readonly rateLimitRetry: { readonly attempts: number; readonly maxDelay: Duration.Duration }
 }
 
 export type LogFormat = "json" | "pretty"
@@ -124,6 +151,19 @@ export const defaults = {
   runTimeout: Duration.minutes(2),
   runLease: Duration.seconds(15),
   maxAgentSteps: 8,
+  llm: {
+    provider: Option.none(),
+    baseUrl: Option.none(),
+    apiKey: Option.none(),
+    model: Option.none(),
+    maxOutputTokens: Option.none(),
+    temperature: Option.none(),
+    historyChars: 32_000,
+    requestTimeout: Duration.seconds(60),
+    startupCheck: true,
+    builtinPace: Duration.millis(30),
+    rateLimitRetry: { attempts: 3, maxDelay: Duration.seconds(20) }
+  },
   tracing: { otlpEndpoint: Option.none(), serviceName: "agent-chat" }
 } as const satisfies AppConfigShape
 
@@ -149,15 +189,42 @@ export const reconnectSchedule = (check: DatabaseCheck) =>
  */
 export const MIN_HS256_SECRET_BYTES = 32
 
+/** Each remote provider's public endpoint, used when LLM_BASE_URL is not set. */
+export const defaultLlmBaseUrl: Record<Exclude<LlmProvider, "builtin">, string> = {
+  "openai-chat": "https://api.openai.com/v1",
+  "openai-responses": "https://api.openai.com/v1",
+  // The Messages API client appends /v1/messages itself.
+  anthropic: "https://api.anthropic.com"
+}
+
+/** What any mode requires of the model settings. */
+const llmProblems = (llm: LlmConfig): Array<string> => {
+  if (Option.isNone(llm.provider) || llm.provider.value === "builtin") return []
+  const provider = llm.provider.value
+  const problems: Array<string> = []
+  if (Option.isNone(llm.model)) problems.push(`LLM_PROVIDER=${provider} requires LLM_MODEL to be set`)
+  if (Option.isNone(llm.baseUrl) && Option.isNone(llm.apiKey)) {
+    problems.push(`LLM_PROVIDER=${provider} at ${defaultLlmBaseUrl[provider]} requires LLM_API_KEY to be set`)
+  }
+  return problems
+}
+
 /** Checks what the mode requires, naming every missing or unfit variable at once. */
 export const validate = (config: AppConfigShape): Either.Either<AppConfigShape, StartupError> => {
+  const problems: Array<string> = llmProblems(config.llm)
   // Development is local and issues its own dev tokens: any secret it is given will do.
-  if (config.env === "development") return Either.right(config)
-  const problems: Array<string> = []
+  if (config.env === "development") {
+    return problems.length === 0
+      ? Either.right(config)
+      : Either.left(new StartupError({ component: "config", reason: problems.join("; ") }))
+  }
   const missing: Array<string> = []
   if (Option.isNone(config.databaseUrl)) missing.push("DATABASE_URL")
   if (Option.isNone(config.jwtSecret) && Option.isNone(config.jwtPublicKey) && Option.isNone(config.jwtJwksUrl)) {
     missing.push("JWT_SECRET (or JWT_PUBLIC_KEY or JWT_JWKS_URL)")
+  }
+  if (Option.isNone(config.llm.provider)) {
+    missing.push("LLM_PROVIDER (openai-chat, openai-responses, anthropic, or builtin for the offline agent)")
   }
   if (missing.length > 0) problems.push(`APP_ENV=${config.env} requires ${missing.join(" and ")} to be set`)
   if (Option.isSome(config.jwtSecret)) {
@@ -198,6 +265,7 @@ export const makeTestConfig = (overrides: Partial<AppConfigShape> = {}): AppConf
     threadsPerConnection: 10_000
   },
   shutdownGrace: Duration.seconds(2),
+  llm: { ...defaults.llm, builtinPace: Duration.zero, requestTimeout: Duration.seconds(10) },
   tracing: { otlpEndpoint: Option.none(), serviceName: "agent-chat-test" },
   ...overrides
 })

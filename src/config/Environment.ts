@@ -7,7 +7,16 @@
 import { Config, ConfigError, Duration, Effect, Layer, LogLevel, Option, Redacted } from "effect"
 import { StartupError } from "../domain/Errors.ts"
 import { MAX_CONTENT_CHARS, MAX_MEMBERS } from "../protocol/ClientFrames.ts"
-import { AppConfig, type AppConfigShape, type AppEnv, defaults, type LogFormat, validate } from "./AppConfig.ts"
+import {
+  AppConfig,
+  type AppConfigShape,
+  type AppEnv,
+  defaults,
+  LLM_PROVIDERS,
+  type LlmConfig,
+  type LogFormat,
+  validate
+} from "./AppConfig.ts"
 
 const positiveInt = (name: string, fallback: number, description: string) =>
   Config.integer(name).pipe(
@@ -41,7 +50,51 @@ export const appEnv: Config.Config<AppEnv> = Config.literal("development", "stag
   Config.withDescription("development (embedded database, dev tokens), staging or production")
 )
 
-const { databaseCheck: check, limits, startupRetry: retry } = defaults
+const { databaseCheck: check, limits, llm, startupRetry: retry } = defaults
+
+const llmConfig: Config.Config<LlmConfig> = Config.all({
+  provider: Config.option(Config.literal(...LLM_PROVIDERS)("LLM_PROVIDER")).pipe(
+    Config.withDescription("openai-chat, openai-responses, anthropic or builtin; required in production and staging")
+  ),
+  baseUrl: Config.option(Config.url("LLM_BASE_URL")).pipe(
+    Config.map(Option.map((url) => url.toString().replace(/\/+$/, ""))),
+    Config.withDescription("the provider's API root, e.g. http://127.0.0.1:11434/v1; its public endpoint when unset")
+  ),
+  apiKey: optionalSecret("LLM_API_KEY", "the provider's API key; never logged"),
+  model: optionalString("LLM_MODEL", "the model to use; required by the real providers"),
+  maxOutputTokens: Config.option(
+    Config.integer("LLM_MAX_OUTPUT_TOKENS").pipe(
+      Config.validate({ message: "LLM_MAX_OUTPUT_TOKENS must be a positive integer", validation: (n) => n > 0 })
+    )
+  ).pipe(Config.withDescription("most tokens per model answer; the provider's default when unset")),
+  temperature: Config.option(
+    Config.number("LLM_TEMPERATURE").pipe(
+      Config.validate({ message: "LLM_TEMPERATURE must be from 0 to 2", validation: (t) => t >= 0 && t <= 2 })
+    )
+  ).pipe(Config.withDescription("sampling temperature; the provider's default when unset")),
+  historyChars: positiveInt("LLM_HISTORY_CHARS", llm.historyChars, "characters of thread history per model request"),
+  requestTimeout: millis(
+    "LLM_REQUEST_TIMEOUT_MS",
+    llm.requestTimeout,
+    "longest wait for the first byte of a model answer, and between two pieces"
+  ),
+  startupCheck: Config.boolean("LLM_STARTUP_CHECK").pipe(
+    Config.withDefault(llm.startupCheck),
+    Config.withDescription("check at startup that the provider serves LLM_MODEL (GET /models)")
+  ),
+  builtinPace: Config.map(
+    Config.integer("BUILTIN_AGENT_PACE_MS").pipe(
+      Config.validate({ message: "BUILTIN_AGENT_PACE_MS must be ≥ 0", validation: (n) => n >= 0 }),
+      Config.withDefault(Duration.toMillis(llm.builtinPace)),
+      Config.withDescription("the built-in agent's delay per streamed piece")
+    ),
+    Duration.millis
+  ),
+  rateLimitRetry: Config.all({
+    attempts: positiveInt("LLM_RATE_LIMIT_RETRIES", llm.rateLimitRetry.attempts, "retries of a 429 answer"),
+    maxDelay: millis("LLM_RATE_LIMIT_MAX_WAIT_MS", llm.rateLimitRetry.maxDelay, "longest Retry-After honoured")
+  })
+})
 
 export const appConfig: Config.Config<AppConfigShape> = Config.all({
   env: appEnv,
@@ -113,6 +166,7 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   runTimeout: millis("RUN_TIMEOUT_MS", defaults.runTimeout, "longest an agent run may take"),
   runLease: millis("RUN_LEASE_MS", defaults.runLease, "a run not renewed by its process for this long is ended"),
   maxAgentSteps: positiveInt("AGENT_MAX_STEPS", defaults.maxAgentSteps, "model calls per run before it stops"),
+  llm: llmConfig,
   tracing: Config.all({
     otlpEndpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")).pipe(
       Config.map(Option.map((url) => url.toString().replace(/\/+$/, ""))),

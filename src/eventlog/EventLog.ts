@@ -100,6 +100,12 @@ export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
     limit: number
   ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError>
   readonly head: (threadId: string) => Effect.Effect<Option.Option<number>, DatabaseError>
+  /** The thread's conversation up to `uptoSeq`, newest first (see EventStore.conversation). */
+  readonly conversation: (
+    threadId: string,
+    uptoSeq: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError>
   /** Every event stored from now on, on any node, until the scope closes. */
   readonly live: Effect.Effect<Queue.Dequeue<BrokerMessage>, never, Scope.Scope>
   readonly renewLeases: (runIds: ReadonlyArray<string>) => Effect.Effect<void, DatabaseError>
@@ -252,6 +258,7 @@ const make = Effect.gen(function*() {
     findRun: store.run,
     read: store.read,
     head: store.head,
+    conversation: store.conversation,
     live: broker.subscribe,
     renewLeases: (runIds) => store.renewLeases(owner, runIds, runLease),
     expiredRuns: store.expiredRuns

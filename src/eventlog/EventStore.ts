@@ -8,7 +8,16 @@
  */
 import { Context, type Duration, type Effect, type Option } from "effect"
 import type { DatabaseError } from "../domain/Errors.ts"
-import type { StoredEvent } from "../protocol/Events.ts"
+import type { EventType, StoredEvent } from "../protocol/Events.ts"
+
+/** The event types a conversation's history is made of (not the deltas and thoughts of each answer). */
+export const CONVERSATION_EVENTS: ReadonlyArray<EventType> = [
+  "message_created",
+  "agent_started",
+  "tool_executing",
+  "tool_completed",
+  "agent_completed"
+]
 
 export type RunStatus = "running" | "completed" | "failed" | "cancelled"
 export type EndStatus = Exclude<RunStatus, "running">
@@ -92,6 +101,15 @@ export class EventStore extends Context.Tag("agent-chat/EventStore")<EventStore,
     limit: number
   ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError>
   readonly head: (threadId: string) => Effect.Effect<Option.Option<number>, DatabaseError>
+  /**
+   * The newest `limit` events of a thread that make its conversation (messages, run starts, tool calls
+   * and their results, answers), up to `uptoSeq`, newest first: what a model request's history is read from.
+   */
+  readonly conversation: (
+    threadId: string,
+    uptoSeq: number,
+    limit: number
+  ) => Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError>
   /** The last stored event of a run (its terminal event once it has ended). */
   readonly lastRunEvent: (
     threadId: string,

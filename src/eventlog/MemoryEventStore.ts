@@ -9,7 +9,7 @@ import { Clock, Duration, Effect, Exit, Layer, Option } from "effect"
 import { afterCommit, withCommitHooks } from "../database/Transaction.ts"
 import { DatabaseError } from "../domain/Errors.ts"
 import type { StoredEvent } from "../protocol/Events.ts"
-import { EventStore, type RunRecord } from "./EventStore.ts"
+import { CONVERSATION_EVENTS, EventStore, type RunRecord } from "./EventStore.ts"
 
 export interface StoreFaults {
   down: boolean
@@ -150,6 +150,12 @@ export const makeMemoryStore = Effect.gen(function*() {
       ),
     read: (threadId, afterSeq, limit) =>
       op("read events", () => (state.events.get(threadId) ?? []).filter((e) => e.seq > afterSeq).slice(0, limit)),
+    conversation: (threadId, uptoSeq, limit) =>
+      op("read the conversation", () =>
+        (state.events.get(threadId) ?? [])
+          .filter((e) => e.seq <= uptoSeq && CONVERSATION_EVENTS.includes(e.event_type))
+          .reverse()
+          .slice(0, limit)),
     head: (threadId) => op("read head seq", () => Option.fromNullable(state.heads.get(threadId))),
     lastRunEvent: (threadId, runId) =>
       op("read the last event of a run", () => {

@@ -8,7 +8,7 @@ import { Duration, Effect, Layer, Option } from "effect"
 import { afterCommit, transaction } from "../database/Transaction.ts"
 import { DatabaseError } from "../domain/Errors.ts"
 import type { EventType, StoredEvent } from "../protocol/Events.ts"
-import { EventStore, type OpenToolCall, type RunRecord, type RunRef, type RunStatus } from "./EventStore.ts"
+import { CONVERSATION_EVENTS, EventStore, type OpenToolCall, type RunRecord, type RunRef, type RunStatus } from "./EventStore.ts"
 
 interface EventRow {
   readonly id: string
@@ -132,6 +132,13 @@ const make = Effect.gen(function*() {
         WHERE thread_id = ${threadId} AND seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`.pipe(
         Effect.map((rows) => rows.map(toStored)),
         Effect.mapError(failed("read events"))
+      ),
+    conversation: (threadId, uptoSeq, limit) =>
+      sql<EventRow>`SELECT ${eventColumns} FROM events
+        WHERE thread_id = ${threadId} AND seq <= ${uptoSeq} AND event_type IN ${sql.in(CONVERSATION_EVENTS)}
+        ORDER BY seq DESC LIMIT ${limit}`.pipe(
+        Effect.map((rows) => rows.map(toStored)),
+        Effect.mapError(failed("read the conversation"))
       ),
     head: (threadId) =>
       sql<{ head_seq: number }>`SELECT head_seq FROM threads WHERE id = ${threadId}`.pipe(

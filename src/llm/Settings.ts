@@ -6,19 +6,11 @@
  */
 import type { Duration, Option, Redacted } from "effect"
 
-export const LLM_PROVIDERS = ["openai-chat", "openai-responses", "anthropic", "builtin"] as const
-export type LlmProvider = typeof LLM_PROVIDERS[number]
+export { defaultLlmBaseUrl as defaultBaseUrl, LLM_PROVIDERS, type LlmProvider } from "../config/AppConfig.ts"
+import type { LlmProvider } from "../config/AppConfig.ts"
 
 /** The providers that call a model over HTTP. */
 export type RemoteProvider = Exclude<LlmProvider, "builtin">
-
-/** Each remote provider's public endpoint, used when LLM_BASE_URL is not set. */
-export const defaultBaseUrl: Record<RemoteProvider, string> = {
-  "openai-chat": "https://api.openai.com/v1",
-  "openai-responses": "https://api.openai.com/v1",
-  // The Messages API client appends /v1/messages itself.
-  anthropic: "https://api.anthropic.com"
-}
 
 export interface ProviderSettings {
   readonly provider: RemoteProvider

@@ -69,3 +69,25 @@ export class Buckets {
     }
   }
 }
+
+export const llmRequests = Metric.counter("agentchat_llm_requests_total", {
+  description: "model requests by provider and outcome: ok, failed, timeout, rate_limited, cancelled",
+  incremental: true
+})
+
+export const llmTokens = Metric.counter("agentchat_llm_tokens_total", {
+  description: "tokens reported by the provider, by direction: input, output",
+  incremental: true
+})
+
+export const llmTimeToFirstToken = Metric.histogram(
+  "agentchat_llm_time_to_first_token_seconds",
+  MetricBoundaries.exponential({ start: 0.025, factor: 2, count: 12 }),
+  "time from a model request to its first streamed piece"
+)
+
+export const llmRequestDuration = Metric.histogram(
+  "agentchat_llm_request_duration_seconds",
+  MetricBoundaries.exponential({ start: 0.05, factor: 2, count: 12 }),
+  "duration of model requests, to the end of their stream"
+)

@@ -19,7 +19,12 @@ export const EventData = {
     Schema.Struct({ ...ToolCallId, error: Schema.String, duration_ms: Schema.Number })
   ),
   agent_response_delta: Schema.Struct({ delta: Schema.String }),
-  agent_completed: Schema.Struct({ response: Schema.String, duration_ms: Schema.Number }),
+  agent_completed: Schema.Struct({
+    response: Schema.String,
+    duration_ms: Schema.Number,
+    /** An addition to protocol 1: the tokens of the run's model requests, when the provider reports them. */
+    usage: Schema.optional(Schema.Struct({ input_tokens: Schema.Number, output_tokens: Schema.Number }))
+  }),
   agent_error: Schema.Struct({ code: Schema.Literal(...Object.values(RunErrorCode)), message: Schema.String }),
   /** An addition to protocol 1: a change of the thread's members. */
   members_changed: Schema.Struct({

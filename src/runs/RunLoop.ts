@@ -1,16 +1,19 @@
 /**
- * The run loop of one run: ask the model, turn its chunks into events,
- * run the tools it calls through the dispatcher, and ask again with the
- * results, until it answers without calling a tool. Every event goes
- * through the event log, which refuses what breaks the run lifecycle.
+ * The run loop of one run: ask the model (through @effect/ai's
+ * LanguageModel, whatever the provider), turn its stream into events, run
+ * the tools it calls through the dispatcher, and ask again with the results,
+ * until it answers without calling a tool. Every event goes through the
+ * event log, which refuses what breaks the run lifecycle.
  */
+import { Prompt } from "@effect/ai"
 import { Clock, Data, Duration, Effect, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
+import { makeModelCall } from "../llm/ModelCall.ts"
+import type { ToolCall } from "../llm/SimpleModel.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { draft, type EventDraft } from "../protocol/Events.ts"
-import { Threads } from "../threads/Threads.ts"
-import { type ChatMessage, LanguageModel, type ToolCall } from "./LanguageModel.ts"
+import { makeHistory } from "./History.ts"
 import { ToolDispatcher } from "./ToolDispatcher.ts"
 
 export class RunFailure extends Data.TaggedError("RunFailure")<{
@@ -24,19 +27,25 @@ export interface RunContext {
   readonly messageId: string
 }
 
+export interface Usage {
+  readonly input_tokens: number
+  readonly output_tokens: number
+}
+
 export interface RunResult {
   readonly response: string
   readonly duration_ms: number
+  /** Summed over the run's model requests; absent when the provider reported none. */
+  readonly usage?: Usage
 }
 
-const HISTORY = 20
-
-const SYSTEM_PROMPT = "You are a helpful assistant in a chat thread. Use the tools when they help; answer concisely."
+const SYSTEM_PROMPT = "You are a helpful assistant in a chat thread. Use the tools when they help; answer concisely." +
+  " When several people write in the thread, each of their messages starts with the author's name and a colon."
 
 export const makeRunLoop = Effect.gen(function*() {
-  const model = yield* LanguageModel
+  const modelCall = yield* makeModelCall
   const dispatcher = yield* ToolDispatcher
-  const threads = yield* Threads
+  const history = yield* makeHistory
   const eventLog = yield* EventLog
   const config = yield* AppConfig
 
@@ -45,40 +54,71 @@ export const makeRunLoop = Effect.gen(function*() {
     const handle = { context, emit }
     return Effect.gen(function*() {
       const started = yield* Clock.currentTimeMillis
-      const history = yield* threads.recentMessages(context.threadId, HISTORY)
-      const messages: Array<ChatMessage> = [
+      const messages: Array<Prompt.MessageEncoded> = [
         { role: "system", content: SYSTEM_PROMPT },
-        ...history.map((m): ChatMessage => ({
-          role: "user",
-          content: m.content,
-          userId: m.user_id,
-          messageId: m.message_id
-        }))
+        ...yield* history.load(context.threadId, context.messageId)
       ]
       let response = ""
+      let usage: Usage | undefined
       for (let step = 0; step < config.maxAgentSteps; step++) {
         let text = ""
         const calls: Array<ToolCall> = []
-        yield* model.stream({ messages, tools: dispatcher.specs }).pipe(
-          Stream.mapError((error) => new RunFailure({ code: RunErrorCode.LlmFailed, message: error.reason })),
-          Stream.runForEach((chunk) => {
-            switch (chunk._tag) {
-              case "Thinking":
-                return emit(draft("agent_thinking", context.runId, { text: chunk.text }))
-              case "TextDelta":
-                text += chunk.delta
-                return emit(draft("agent_response_delta", context.runId, { delta: chunk.delta }))
-              case "ToolCall":
-                calls.push(chunk.call)
+        yield* modelCall.stream({ prompt: Prompt.make(messages), toolkit: dispatcher.toolkit }).pipe(
+          Stream.mapError((failure) =>
+            new RunFailure({
+              code: failure.kind === "timeout" ? RunErrorCode.Timeout : RunErrorCode.LlmFailed,
+              message: failure.message
+            })
+          ),
+          Stream.runForEach((part): Effect.Effect<void, RunFailure | EmitError> => {
+            switch (part.type) {
+              case "reasoning-delta":
+                return part.delta.length === 0
+                  ? Effect.void
+                  : emit(draft("agent_thinking", context.runId, { text: part.delta }))
+              case "text-delta":
+                if (part.delta.length === 0) return Effect.void
+                text += part.delta
+                return emit(draft("agent_response_delta", context.runId, { delta: part.delta }))
+              case "tool-call":
+                if (part.providerExecuted !== true) calls.push({ id: part.id, name: part.name, input: part.params })
+                return Effect.void
+              case "finish": {
+                const { inputTokens, outputTokens } = part.usage
+                if (inputTokens !== undefined || outputTokens !== undefined) {
+                  usage = {
+                    input_tokens: (usage?.input_tokens ?? 0) + (inputTokens ?? 0),
+                    output_tokens: (usage?.output_tokens ?? 0) + (outputTokens ?? 0)
+                  }
+                }
+                return Effect.void
+              }
+              case "error":
+                return new RunFailure({ code: RunErrorCode.LlmFailed, message: errorText(part.error) })
+              default:
                 return Effect.void
             }
           })
         )
         response += text
         if (calls.length === 0) {
-          return { response, duration_ms: (yield* Clock.currentTimeMillis) - started }
+          const duration_ms = (yield* Clock.currentTimeMillis) - started
+          return usage === undefined ? { response, duration_ms } : { response, duration_ms, usage }
         }
-        messages.push({ role: "assistant", content: text, toolCalls: calls })
+        messages.push({
+          role: "assistant",
+          content: [
+            ...(text.length > 0 ? [{ type: "text" as const, text }] : []),
+            ...calls.map((call) => ({
+              type: "tool-call" as const,
+              id: call.id,
+              name: call.name,
+              params: call.input,
+              providerExecuted: false
+            }))
+          ]
+        })
+        const results: Array<Prompt.ToolResultPartEncoded> = []
         for (const call of calls) {
           const outcome = yield* dispatcher.execute(call, handle)
           if (!outcome.ok && outcome.timedOut) {
@@ -87,14 +127,16 @@ export const makeRunLoop = Effect.gen(function*() {
               message: `the tool "${call.name}" did not answer within ${Duration.format(config.toolTimeout)}`
             })
           }
-          messages.push({
-            role: "tool",
-            toolCallId: call.id,
+          results.push({
+            type: "tool-result",
+            id: call.id,
             name: call.name,
             result: outcome.ok ? outcome.output : outcome.error,
-            isError: !outcome.ok
+            isFailure: !outcome.ok,
+            providerExecuted: false
           })
         }
+        messages.push({ role: "tool", content: results })
       }
       return yield* new RunFailure({
         code: RunErrorCode.Internal,
@@ -119,3 +161,12 @@ export const makeRunLoop = Effect.gen(function*() {
 
   return { run } as const
 })
+
+type EmitError = Effect.Effect.Error<ReturnType<EventLog["Type"]["append"]>>
+
+const errorText = (error: unknown): string => {
+  if (typeof error === "string") return `the model reported an error: ${error}`
+  const message = (error as { message?: unknown } | null)?.message ??
+    (error as { error?: { message?: unknown } } | null)?.error?.message
+  return typeof message === "string" ? `the model reported an error: ${message}` : "the model reported an error"
+}

@@ -5,6 +5,7 @@
  * (its thread busy, its lease renewed) until its end is stored, which the
  * event log makes exactly one terminal event, the last.
  */
+import type { LanguageModel } from "@effect/ai"
 import { Clock, Context, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -13,12 +14,13 @@ import { type DatabaseError, RequestError, StartupError } from "../domain/Errors
 import { type ComponentHealth, up } from "../domain/Health.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import type { EndStatus } from "../eventlog/EventStore.ts"
+import { ModelInfo } from "../llm/ModelInfo.ts"
+import type { ModelStatus } from "../llm/ModelStatus.ts"
 import * as Metrics from "../metrics/Metrics.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { draft } from "../protocol/Events.ts"
 import { Access } from "../threads/Access.ts"
 import { Threads } from "../threads/Threads.ts"
-import { LanguageModel } from "./LanguageModel.ts"
 import { makeLeases } from "./Leases.ts"
 import { failed, storeEnd, terminalOf } from "./RunEnd.ts"
 import { makeRunLoop, type RunContext, type RunFailure, type RunResult } from "./RunLoop.ts"
@@ -64,7 +66,7 @@ const make = Effect.gen(function*() {
   const eventLog = yield* EventLog
   const access = yield* Access
   const threads = yield* Threads
-  const model = yield* LanguageModel
+  const model = yield* ModelInfo
   const loop = yield* makeRunLoop
   const monitor = yield* DatabaseMonitor
   const { databaseCheck } = yield* AppConfig
@@ -145,7 +147,7 @@ const make = Effect.gen(function*() {
         yield* eventLog.append(threadId, [
           draft("message_created", null, { message_id: messageId, user_id: principal.userId, content })
         ])
-        const runId = yield* eventLog.startRun({ threadId, messageId, agent: model.name })
+        const runId = yield* eventLog.startRun({ threadId, messageId, agent: model.agent })
         if (Option.isNone(runId)) return yield* Effect.fail(RequestError.busy("a run is already active in this thread"))
         return { messageId, runId: runId.value }
       }).pipe(Effect.catchTag("LifecycleError", () => Effect.fail(RequestError.notFound("thread")))),
@@ -210,13 +212,24 @@ const make = Effect.gen(function*() {
     cancel,
     activeRuns,
     drain,
-    health: Effect.map(activeRuns, (active) => up({ active_runs: active, agent: model.name }))
+    health: Effect.map(activeRuns, (active) => up({ active_runs: active, agent: model.agent }))
   })
 })
 
-/** What the supervisor needs, in its type: the event log, the access rule, the model and the tools. */
+/**
+ * What the supervisor needs, in its type: the event log, the access rule, the model (@effect/ai's
+ * LanguageModel, with which model it is and how it has been answering) and the tools.
+ */
 export const SupervisorLive: Layer.Layer<
   Supervisor,
   StartupError,
-  EventLog | Access | Threads | DatabaseMonitor | LanguageModel | ToolDispatcher | AppConfig
+  | EventLog
+  | Access
+  | Threads
+  | DatabaseMonitor
+  | LanguageModel.LanguageModel
+  | ModelInfo
+  | ModelStatus
+  | ToolDispatcher
+  | AppConfig
 > = Layer.scoped(Supervisor, make)

@@ -1,9 +1,12 @@
 /**
  * A tool the agent may call. Tools are only ever run by the ToolDispatcher,
  * which is what guarantees `tool_executing` / `tool_completed` around each.
+ * A tool is defined from the Schema of its input: the JSON Schema the model
+ * sees and the decoding of what the model sends both come from it.
  */
+import { Tool as AiTool } from "@effect/ai"
 import { Data, Effect, ParseResult, Schema } from "effect"
-import type { ToolSpec } from "./LanguageModel.ts"
+import type { ToolSpec } from "../llm/SimpleModel.ts"
 
 export interface ToolContext {
   readonly threadId: string
@@ -15,6 +18,7 @@ export interface ToolContext {
 export class ToolError extends Data.TaggedError("ToolError")<{ readonly message: string }> {}
 
 export interface Tool extends ToolSpec {
+  /** Runs the tool on the model's input as sent (tools made by `defineTool` decode it first). */
   readonly run: (input: unknown, context: ToolContext) => Effect.Effect<unknown, ToolError>
 }
 
@@ -25,6 +29,30 @@ export const decodeInput = <A, I>(schema: Schema.Schema<A, I>, input: unknown) =
       new ToolError({ message: `invalid input: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
     )
   )
+
+/** A tool from the Schema of its input, its one source for the model's JSON Schema and for decoding. */
+export const defineTool = <A, I>(spec: {
+  readonly name: string
+  readonly description: string
+  readonly input: Schema.Schema<A, I>
+  readonly run: (input: A, context: ToolContext) => Effect.Effect<unknown, ToolError>
+}): Tool => ({
+  name: spec.name,
+  description: spec.description,
+  parameters: AiTool.getJsonSchemaFromSchemaAst(spec.input.ast) as unknown as Record<string, unknown>,
+  run: (input, context) => Effect.flatMap(decodeInput(spec.input, input), (decoded) => spec.run(decoded, context))
+})
+
+/**
+ * The tool as @effect/ai declares it to a provider: its JSON Schema as is, and an input accepted as any
+ * object, so that a bad input reaches the dispatcher and becomes a tool error the model can correct,
+ * rather than a malformed answer that ends the run.
+ */
+export const toAiTool = (tool: Tool) =>
+  AiTool.make(tool.name, { description: tool.description, success: Schema.Unknown, failure: Schema.Unknown })
+    .setParameters(
+      Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({ jsonSchema: tool.parameters }) as any
+    )
 
 /** Input and output shapes of the built-in tools, shared by the tools and the built-in agent. */
 export interface CalculatorInput {

@@ -8,14 +8,15 @@
  * shutdown, the database lost) is closed by the event log's `endRun`, with
  * the error "interrupted", in the transaction of the terminal event.
  */
+import { Toolkit } from "@effect/ai"
 import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import type { LifecycleError } from "../eventlog/EventLog.ts"
 import * as Metrics from "../metrics/Metrics.ts"
 import { draft, type EventDraft } from "../protocol/Events.ts"
-import type { ToolCall, ToolSpec } from "./LanguageModel.ts"
-import type { Tool, ToolContext } from "./Tool.ts"
+import type { ToolCall } from "../llm/SimpleModel.ts"
+import { type Tool, type ToolContext, toAiTool } from "./Tool.ts"
 
 export type ToolOutcome =
   | { readonly ok: true; readonly output: unknown }
@@ -29,7 +30,11 @@ export interface RunHandle {
 export class Tools extends Context.Tag("agent-chat/Tools")<Tools, ReadonlyArray<Tool>>() {}
 
 export class ToolDispatcher extends Context.Tag("agent-chat/ToolDispatcher")<ToolDispatcher, {
-  readonly specs: ReadonlyArray<ToolSpec>
+  /**
+   * The tools as @effect/ai declares them to a model. Its handler is never called: runs ask the model
+   * with tool call resolution disabled and execute each call here.
+   */
+  readonly toolkit: Toolkit.WithHandler<any>
   readonly execute: (call: ToolCall, run: RunHandle) => Effect.Effect<ToolOutcome, DatabaseError | LifecycleError>
 }>() {}
 
@@ -84,7 +89,10 @@ const make = Effect.gen(function*() {
   })
 
   return ToolDispatcher.of({
-    specs: tools.map(({ description, name, parameters }) => ({ name, description, parameters })),
+    toolkit: {
+      tools: Toolkit.make(...tools.map(toAiTool)).tools,
+      handle: () => Effect.dieMessage("tools are executed by the ToolDispatcher")
+    },
     execute
   })
 })

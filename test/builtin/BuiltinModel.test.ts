@@ -1,11 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Stream } from "effect"
-import { BuiltinModelLive, respond } from "../../src/builtin/BuiltinModel.ts"
-import { calculator } from "../../src/builtin/BuiltinTools.ts"
-import type { ChatMessage, ModelChunk, ToolCall } from "../../src/runs/LanguageModel.ts"
-import { LanguageModel } from "../../src/runs/LanguageModel.ts"
+import { respond } from "../../src/builtin/BuiltinModel.ts"
+import type { ChatMessage, ModelChunk, ToolCall } from "../../src/llm/SimpleModel.ts"
 import type { ClockOutput, SearchThreadOutput } from "../../src/runs/Tool.ts"
-import { clock } from "../../src/runs/tools/Clock.ts"
 
 const system: ChatMessage = { role: "system", content: "be helpful" }
 const user = (content: string, userId = "alice"): ChatMessage => ({
@@ -282,48 +278,4 @@ describe("BuiltinModel, answers from tool results", () => {
     expect(deltas(chunks).length).toBeGreaterThan(1)
     expect(text(chunks)).toBe("6 * 7 = 42\nIt is Sunday, 22 November 2026, 20:51:46 (UTC).")
   })
-})
-
-describe("BuiltinModelLive", () => {
-  it.effect("streams the planned chunks under the name builtin-agent", () =>
-    Effect.gen(function*() {
-      const model = yield* LanguageModel
-      expect(model.name).toBe("builtin-agent")
-      const chunks = yield* Stream.runCollect(model.stream({
-        messages: [user("what is 12 * (3 + 4)?")],
-        tools: [calculator, clock]
-      }))
-      expect(calls(Chunk.toReadonlyArray(chunks))).toMatchObject([{ name: "calculator" }])
-    }).pipe(Effect.provide(BuiltinModelLive)))
-
-  it.effect("runs a whole turn with the real tools and ends with an answer", () =>
-    Effect.gen(function*() {
-      const model = yield* LanguageModel
-      const messages: Array<ChatMessage> = [system, user("what is 12 * (3 + 4) and what time is it?")]
-      const context = { threadId: "t", runId: "r", messageId: "m" }
-      const tools = [calculator, clock]
-      for (let step = 0; step < 3; step++) {
-        const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(model.stream({ messages, tools })))
-        const requested = calls(chunks)
-        if (requested.length === 0) {
-          expect(step).toBe(1)
-          // The test clock starts at the epoch.
-          expect(text(chunks)).toBe("12 * (3 + 4) = 84\nIt is Thursday, 1 January 1970, 00:00:00 (UTC).")
-          return
-        }
-        messages.push({ role: "assistant", content: text(chunks), toolCalls: requested })
-        for (const call of requested) {
-          const tool = tools.find((t) => t.name === call.name)!
-          const result = yield* Effect.either(tool.run(call.input, context))
-          messages.push({
-            role: "tool",
-            toolCallId: call.id,
-            name: call.name,
-            result: result._tag === "Right" ? result.right : result.left.message,
-            isError: result._tag === "Left"
-          })
-        }
-      }
-      throw new Error("the agent did not answer")
-    }).pipe(Effect.provide(BuiltinModelLive)))
 })

@@ -1,6 +1,6 @@
 import { expect, layer } from "@effect/vitest"
 import { Duration, Effect } from "effect"
-import type { ChatMessage } from "../../src/runs/LanguageModel.ts"
+import type { ChatMessage } from "../../src/llm/SimpleModel.ts"
 import type { Tool } from "../../src/runs/Tool.ts"
 import { expectRunShape } from "../utils/invariants.ts"
 import { call, delta, Gate, scriptedModel, thinking } from "../utils/Models.ts"

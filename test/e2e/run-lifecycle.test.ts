@@ -9,7 +9,7 @@
 import { afterAll, expect, layer, onTestFinished } from "@effect/vitest"
 import { Duration, Effect } from "effect"
 import type { ChatClient, EventFrame } from "../../src/client/ChatClient.ts"
-import type { ChatMessage } from "../../src/runs/LanguageModel.ts"
+import type { ChatMessage } from "../../src/llm/SimpleModel.ts"
 import type { Tool } from "../../src/runs/Tool.ts"
 import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { call, delta, scriptedModel, thinking } from "../utils/Models.ts"

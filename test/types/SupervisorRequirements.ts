@@ -5,19 +5,28 @@
  * post and cancel). It does not need the WebSocket hub: runs never touch
  * the gateway, and the lint forbids runs/ importing it.
  */
+import type { LanguageModel } from "@effect/ai"
 import type { Layer } from "effect"
 import { Layer as L } from "effect"
 import type { AppConfig } from "../../src/config/AppConfig.ts"
 import type { DatabaseMonitor } from "../../src/database/Monitor.ts"
 import type { StartupError } from "../../src/domain/Errors.ts"
 import type { EventLog } from "../../src/eventlog/EventLog.ts"
-import type { LanguageModel } from "../../src/runs/LanguageModel.ts"
+import type { ModelInfo } from "../../src/llm/ModelInfo.ts"
+import type { ModelStatus } from "../../src/llm/ModelStatus.ts"
 import { type Supervisor, SupervisorLive } from "../../src/runs/Supervisor.ts"
 import type { ToolDispatcher } from "../../src/runs/ToolDispatcher.ts"
 import type { Access } from "../../src/threads/Access.ts"
 import type { Threads } from "../../src/threads/Threads.ts"
 
-type Others = Threads | DatabaseMonitor | LanguageModel | ToolDispatcher | AppConfig
+type Others =
+  | Threads
+  | DatabaseMonitor
+  | LanguageModel.LanguageModel
+  | ModelInfo
+  | ModelStatus
+  | ToolDispatcher
+  | AppConfig
 
 declare const everything: Layer.Layer<EventLog | Access | Others>
 declare const withoutEventLog: Layer.Layer<Access | Others>

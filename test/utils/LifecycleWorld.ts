@@ -18,6 +18,7 @@ import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { EventLogLive } from "../../src/eventlog/EventLog.ts"
 import { EventStore } from "../../src/eventlog/EventStore.ts"
 import { makeMemoryStore, type MemoryStore } from "../../src/eventlog/MemoryEventStore.ts"
+import { ModelStatusLive } from "../../src/llm/ModelStatus.ts"
 import { Supervisor, SupervisorLive } from "../../src/runs/Supervisor.ts"
 import { ToolDispatcherLive } from "../../src/runs/ToolDispatcher.ts"
 import { Access } from "../../src/threads/Access.ts"
@@ -101,7 +102,15 @@ const serverProcess = (
   })
   return SupervisorLive.pipe(
     Layer.provide(
-      Layer.mergeAll(eventLog, dispatcher, model(scripts), threads(messages, lost), access, monitor, config)
+      Layer.mergeAll(
+        eventLog,
+        dispatcher,
+        ModelStatusLive.pipe(Layer.provideMerge(model(scripts))),
+        threads(messages, lost),
+        access,
+        monitor,
+        config
+      )
     )
   )
 }

@@ -3,14 +3,9 @@
  * answer until the test lets it go, so "during a streaming run" is a state
  * a test reaches deterministically rather than by timing.
  */
-import { Effect, Layer, Stream } from "effect"
-import {
-  type ChatMessage,
-  LanguageModel,
-  LlmError,
-  type ModelChunk,
-  type ToolCall
-} from "../../src/runs/LanguageModel.ts"
+import { Effect, Stream } from "effect"
+import { simpleModelLayer } from "../../src/llm/ModelInfo.ts"
+import { type ChatMessage, LlmError, type ModelChunk, type ToolCall } from "../../src/llm/SimpleModel.ts"
 
 /** Counts permits: each gated chunk takes one. */
 export class Gate {
@@ -63,10 +58,7 @@ const toStream = (gate: Gate | undefined, items: ReadonlyArray<ModelChunk | "gat
 
 /** A model whose every turn is computed by `turn`; the string "gate" waits for a permit of `gate`. */
 export const scriptedModel = (turn: Turn, gate?: Gate) =>
-  Layer.succeed(LanguageModel, {
-    name: "scripted",
-    stream: (request) => Stream.suspend(() => toStream(gate, turn(request.messages)))
-  })
+  simpleModelLayer("scripted", (request) => Stream.suspend(() => toStream(gate, turn(request.messages))))
 
 export const delta = (text: string): ModelChunk => ({ _tag: "TextDelta", delta: text })
 export const thinking = (text: string): ModelChunk => ({ _tag: "Thinking", text })

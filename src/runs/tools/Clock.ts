@@ -1,19 +1,19 @@
 /** The clock tool: the current date and time, in UTC or in an IANA time zone. */
 import { Clock, Effect, Schema } from "effect"
-import { type ClockOutput, decodeInput, type Tool, ToolError } from "../Tool.ts"
+import { type ClockOutput, defineTool, type Tool, ToolError } from "../Tool.ts"
 
-const ClockInput = Schema.Struct({ timezone: Schema.optional(Schema.String.pipe(Schema.maxLength(64))) })
+const ClockInput = Schema.Struct({
+  timezone: Schema.optional(
+    Schema.String.pipe(Schema.maxLength(64)).annotations({ description: "IANA time zone; UTC when absent" })
+  )
+})
 
-export const clock: Tool = {
+export const clock: Tool = defineTool({
   name: "clock",
   description: "Tells the current date and time, in UTC or in an IANA time zone such as Europe/Paris.",
-  parameters: {
-    type: "object",
-    properties: { timezone: { type: "string", description: "IANA time zone; UTC when absent" } }
-  },
-  run: (input) =>
+  input: ClockInput,
+  run: ({ timezone = "UTC" }) =>
     Effect.gen(function*() {
-      const { timezone = "UTC" } = yield* decodeInput(ClockInput, input)
       const now = new Date(yield* Clock.currentTimeMillis)
       const format = yield* Effect.try({
         try: () =>
@@ -38,4 +38,4 @@ export const clock: Tool = {
         weekday
       } satisfies ClockOutput
     })
-}
+})

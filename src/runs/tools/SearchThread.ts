@@ -2,37 +2,32 @@
 import { Effect, Schema } from "effect"
 import { Text } from "../../protocol/ClientFrames.ts"
 import type { Threads } from "../../threads/Threads.ts"
-import { decodeInput, type SearchThreadOutput, type Tool, ToolError } from "../Tool.ts"
+import { defineTool, type SearchThreadOutput, type Tool, ToolError } from "../Tool.ts"
 
 // Text, not String: the query's words become ILIKE parameters, and a NUL would fail the search as if the
 // database were down. The word split below drops it today; the schema says so whatever the split becomes.
 const SearchInput = Schema.Struct({
-  query: Text.pipe(Schema.maxLength(500)),
-  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 20)))
+  query: Text.pipe(Schema.maxLength(500)).annotations({ description: "words that the messages must contain" }),
+  limit: Schema.optional(
+    Schema.Int.pipe(Schema.between(1, 20)).annotations({ description: "at most this many; 5 when absent" })
+  )
 })
 
 const terms = (query: string) => query.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((t) => t.length > 0).slice(0, 8)
 
-export const searchThread = (threads: Threads): Tool => ({
-  name: "search_thread",
-  description: "Searches the earlier messages of this thread for words; an empty query lists the latest ones.",
-  parameters: {
-    type: "object",
-    properties: {
-      query: { type: "string", description: "words that the messages must contain" },
-      limit: { type: "integer", minimum: 1, maximum: 20 }
-    },
-    required: ["query"]
-  },
-  run: (input, context) =>
-    Effect.gen(function*() {
-      const { limit = 5, query } = yield* decodeInput(SearchInput, input)
-      const matches = yield* threads.searchMessages({
-        threadId: context.threadId,
-        terms: terms(query),
-        excludeMessageId: context.messageId,
-        limit
-      }).pipe(Effect.mapError(() => new ToolError({ message: "the thread history is unavailable" })))
-      return { query, matches } satisfies SearchThreadOutput
-    })
-})
+export const searchThread = (threads: Threads): Tool =>
+  defineTool({
+    name: "search_thread",
+    description: "Searches the earlier messages of this thread for words; an empty query lists the latest ones.",
+    input: SearchInput,
+    run: ({ limit = 5, query }, context) =>
+      Effect.gen(function*() {
+        const matches = yield* threads.searchMessages({
+          threadId: context.threadId,
+          terms: terms(query),
+          excludeMessageId: context.messageId,
+          limit
+        }).pipe(Effect.mapError(() => new ToolError({ message: "the thread history is unavailable" })))
+        return { query, matches } satisfies SearchThreadOutput
+      })
+  })

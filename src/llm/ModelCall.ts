@@ -1,0 +1,192 @@
+/**
+ * One model request as a run makes it, whatever the provider: cut off when
+ * nothing arrives for LLM_REQUEST_TIMEOUT_MS (to the first piece, and
+ * between two), retried on a rate limit (429) after its Retry-After while
+ * nothing has streamed yet, counted in the metrics, recorded in the model's
+ * health, and failed with a message an operator can act on, naming the
+ * provider and the status and never the key.
+ */
+import { AiError, LanguageModel, type Prompt, type Response, type Toolkit } from "@effect/ai"
+import { Clock, Data, Duration, Effect, Metric, Option, Redacted, Schedule, Stream } from "effect"
+import { AppConfig } from "../config/AppConfig.ts"
+import * as Metrics from "../metrics/Metrics.ts"
+import { ModelInfo } from "./ModelInfo.ts"
+import { ModelStatus } from "./ModelStatus.ts"
+
+export class ModelFailure extends Data.TaggedError("ModelFailure")<{
+  readonly kind: "failed" | "timeout"
+  readonly message: string
+}> {}
+
+export interface ModelTurn {
+  readonly prompt: Prompt.Prompt
+  readonly toolkit: Toolkit.WithHandler<any>
+}
+
+const MAX_DETAIL = 300
+
+/** The provider's own words from an error body: OpenAI's and Anthropic's `error.message`, or the text. */
+const detailOf = (body: string | undefined): string | undefined => {
+  if (body === undefined || body.length === 0) return undefined
+  let text = body
+  try {
+    const parsed = JSON.parse(body)
+    const message = parsed?.error?.message ?? parsed?.message ?? parsed?.error
+    if (typeof message === "string") text = message
+  } catch {
+    // Not JSON: the text as it is.
+  }
+  text = text.replace(/\s+/g, " ").trim()
+  return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text
+}
+
+/** A URL without credentials or query, which may hold a key. */
+const safeUrl = (url: string) => {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
+  } catch {
+    return "the provider"
+  }
+}
+
+export const statusOf = (error: unknown): number | undefined =>
+  error instanceof AiError.HttpResponseError ? error.response.status : undefined
+
+/** The wait a 429 asks for: Retry-After in seconds or as a date; none when absent. */
+export const retryAfter = (error: unknown, now: number): Option.Option<Duration.Duration> => {
+  if (!(error instanceof AiError.HttpResponseError)) return Option.none()
+  const header = (error.response.headers as Record<string, unknown>)["retry-after"]
+  if (typeof header !== "string") return Option.none()
+  const seconds = Number(header)
+  if (Number.isFinite(seconds) && seconds >= 0) return Option.some(Duration.seconds(seconds))
+  const date = Date.parse(header)
+  return Number.isNaN(date) ? Option.none() : Option.some(Duration.millis(Math.max(0, date - now)))
+}
+
+/** What went wrong, for the run's `agent_error` and the logs. */
+export const describeFailure = (provider: string, error: unknown): string => {
+  if (error instanceof AiError.HttpResponseError) {
+    const detail = detailOf(error.body) ?? error.description
+    return `${provider} answered ${error.response.status} to ${error.request.method} ${safeUrl(error.request.url)}${
+      detail === undefined ? "" : `: ${detail}`
+    }`
+  }
+  if (error instanceof AiError.HttpRequestError) {
+    return `${provider} could not be reached at ${safeUrl(error.request.url)}${
+      error.description === undefined ? "" : `: ${error.description}`
+    }`
+  }
+  if (error instanceof AiError.MalformedOutput) {
+    return `${provider} sent an answer that could not be read${
+      error.description === undefined ? "" : `: ${error.description}`
+    }`
+  }
+  if (error instanceof AiError.MalformedInput) {
+    return `${provider} could not be sent the request${error.description === undefined ? "" : `: ${error.description}`}`
+  }
+  if (error instanceof AiError.UnknownError) return error.description ?? `${provider} failed`
+  return `${provider} failed`
+}
+
+/** The rate-limit retry: while nothing has streamed, a 429 waits its Retry-After (1 s without one), bounded. */
+export const rateLimitSchedule = (
+  policy: { readonly attempts: number; readonly maxDelay: Duration.Duration },
+  retryable: () => boolean
+) =>
+  Schedule.identity<unknown>().pipe(
+    Schedule.whileInput((error: unknown) =>
+      retryable() && statusOf(error) === 429 &&
+      Option.match(retryAfter(error, Date.now()), {
+        onNone: () => true,
+        onSome: (wait) => Duration.lessThanOrEqualTo(wait, policy.maxDelay)
+      })
+    ),
+    Schedule.addDelay((error) => Option.getOrElse(retryAfter(error, Date.now()), () => Duration.seconds(1))),
+    Schedule.intersect(Schedule.recurs(policy.attempts))
+  )
+
+export const makeModelCall = Effect.gen(function*() {
+  const model = yield* LanguageModel.LanguageModel
+  const info = yield* ModelInfo
+  const status = yield* ModelStatus
+  const { llm } = yield* AppConfig
+  const key = Option.map(llm.apiKey, Redacted.value).pipe(Option.filter((k) => k.length >= 4))
+  // However a provider words its errors, the key never leaves in one.
+  const scrub = (text: string) => Option.match(key, { onNone: () => text, onSome: (k) => text.split(k).join("[key]") })
+  const count = (outcome: string) =>
+    Metric.increment(Metric.tagged(Metric.tagged(Metrics.llmRequests, "provider", info.provider), "outcome", outcome))
+  const timeoutText = `${info.provider} sent nothing for ${Duration.format(llm.requestTimeout)}`
+
+  const attempt = (turn: ModelTurn, onFirst: () => void) =>
+    Stream.unwrap(Effect.map(Clock.currentTimeMillis, (started) => {
+      let first = true
+      const parts = model.streamText({
+        prompt: turn.prompt,
+        toolkit: turn.toolkit,
+        disableToolCallResolution: true
+      }) as Stream.Stream<Response.StreamPart<any>, AiError.AiError>
+      return parts.pipe(
+        Stream.timeoutFail(() => new ModelFailure({ kind: "timeout", message: timeoutText }), llm.requestTimeout),
+        Stream.tap((part) => {
+          const effects: Array<Effect.Effect<void>> = []
+          if (first) {
+            first = false
+            onFirst()
+            effects.push(Effect.flatMap(
+              Clock.currentTimeMillis,
+              (now) => Metric.update(Metrics.llmTimeToFirstToken, (now - started) / 1000)
+            ))
+          }
+          if (part.type === "finish") {
+            const { inputTokens, outputTokens } = part.usage
+            if (inputTokens !== undefined) {
+              effects.push(Metric.incrementBy(Metric.tagged(Metrics.llmTokens, "direction", "input"), inputTokens))
+            }
+            if (outputTokens !== undefined) {
+              effects.push(Metric.incrementBy(Metric.tagged(Metrics.llmTokens, "direction", "output"), outputTokens))
+            }
+          }
+          return Effect.all(effects, { discard: true })
+        }),
+        Stream.tapError((error) =>
+          count(error instanceof ModelFailure ? "timeout" : statusOf(error) === 429 ? "rate_limited" : "failed")
+        ),
+        Stream.onEnd(Effect.zipRight(
+          count("ok"),
+          Effect.flatMap(
+            Clock.currentTimeMillis,
+            (now) => Metric.update(Metrics.llmRequestDuration, (now - started) / 1000)
+          )
+        ))
+      )
+    }))
+
+  /** One model turn: its parts as they stream, or a failure that says why. */
+  const stream = (turn: ModelTurn): Stream.Stream<Response.StreamPart<any>, ModelFailure> =>
+    Stream.suspend(() => {
+      let streamed = false
+      let settled = false
+      return attempt(turn, () => streamed = true).pipe(
+        Stream.retry(rateLimitSchedule(llm.rateLimitRetry, () => !streamed)),
+        Stream.mapError((error) =>
+          error instanceof ModelFailure
+            ? error
+            : new ModelFailure({ kind: "failed", message: scrub(describeFailure(info.provider, error)) })
+        ),
+        Stream.tapError((error) =>
+          Effect.zipRight(
+            Effect.sync(() => settled = true),
+            Effect.zipRight(
+              status.failed(error.message),
+              Effect.logWarning("the model request failed").pipe(Effect.annotateLogs({ reason: error.message }))
+            )
+          )
+        ),
+        Stream.onEnd(Effect.zipRight(Effect.sync(() => settled = true), status.succeeded)),
+        Stream.ensuring(Effect.suspend(() => settled ? Effect.void : count("cancelled")))
+      )
+    })
+
+  return { stream } as const
+})
