@@ -19,10 +19,22 @@ const layers = {
   auth: ["config", "domain", "protocol"],
   eventlog: ["config", "database", "domain", "metrics", "protocol"],
   threads: ["auth", "config", "database", "domain", "eventlog", "protocol"],
-  runs: ["auth", "config", "database", "domain", "eventlog", "metrics", "protocol", "threads"],
-  builtin: ["domain", "protocol", "runs", "threads"],
+  runs: ["auth", "config", "database", "domain", "eventlog", "llm", "metrics", "protocol", "threads"],
+  builtin: ["config", "domain", "llm", "protocol", "runs", "threads"],
   gateway: ["auth", "config", "database", "domain", "eventlog", "metrics", "protocol", "runs", "threads"],
-  http: ["auth", "config", "database", "domain", "eventlog", "gateway", "metrics", "protocol", "runs", "threads"],
+  http: [
+    "auth",
+    "config",
+    "database",
+    "domain",
+    "eventlog",
+    "gateway",
+    "llm",
+    "metrics",
+    "protocol",
+    "runs",
+    "threads"
+  ],
   client: ["protocol"]
 }
 

@@ -8,7 +8,14 @@ import { Duration, Effect, Layer, Option } from "effect"
 import { afterCommit, transaction } from "../database/Transaction.ts"
 import { DatabaseError } from "../domain/Errors.ts"
 import type { EventType, StoredEvent } from "../protocol/Events.ts"
-import { CONVERSATION_EVENTS, EventStore, type OpenToolCall, type RunRecord, type RunRef, type RunStatus } from "./EventStore.ts"
+import {
+  CONVERSATION_EVENTS,
+  EventStore,
+  type OpenToolCall,
+  type RunRecord,
+  type RunRef,
+  type RunStatus
+} from "./EventStore.ts"
 
 interface EventRow {
   readonly id: string

@@ -13,10 +13,10 @@ import { Cause, Clock, Context, Duration, Effect, Exit, Layer, Metric, Option } 
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import type { LifecycleError } from "../eventlog/EventLog.ts"
+import type { ToolCall } from "../llm/SimpleModel.ts"
 import * as Metrics from "../metrics/Metrics.ts"
 import { draft, type EventDraft } from "../protocol/Events.ts"
-import type { ToolCall } from "../llm/SimpleModel.ts"
-import { type Tool, type ToolContext, toAiTool } from "./Tool.ts"
+import { toAiTool, type Tool, type ToolContext } from "./Tool.ts"
 
 export type ToolOutcome =
   | { readonly ok: true; readonly output: unknown }
