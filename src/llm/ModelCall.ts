@@ -25,6 +25,14 @@ export interface ModelTurn {
 
 const MAX_DETAIL = 300
 
+const parseArgs = (args: string): unknown => {
+  try {
+    return args.trim().length === 0 ? {} : JSON.parse(args)
+  } catch {
+    return { arguments: args }
+  }
+}
+
 /** The provider's own words from an error body: OpenAI's and Anthropic's `error.message`, or the text. */
 const detailOf = (body: string | undefined): string | undefined => {
   if (body === undefined || body.length === 0) return undefined
@@ -162,13 +170,53 @@ export const makeModelCall = Effect.gen(function*() {
       )
     }))
 
+  /**
+   * @effect/ai decodes each tool call against the toolkit, so a call to a tool the model was not given
+   * fails the stream as malformed. The call was announced (`tool-params-start`) before it failed: it is
+   * then handed on as a call, which the dispatcher frames and refuses like any unknown tool, and the
+   * model is told. The stream ends there.
+   */
+  const unannounced = (turn: ModelTurn) => {
+    const pending = new Map<string, { name: string; args: string }>()
+    const track = (part: Response.StreamPart<any>) => {
+      if (part.type === "tool-params-start") pending.set(part.id, { name: part.name, args: "" })
+      else if (part.type === "tool-params-delta") {
+        const call = pending.get(part.id)
+        if (call !== undefined) call.args += part.delta
+      } else if (part.type === "tool-call") pending.delete(part.id)
+    }
+    const recover = (error: unknown): Option.Option<Array<Response.StreamPart<any>>> => {
+      if (!(error instanceof AiError.MalformedOutput) || pending.size === 0) return Option.none()
+      const calls = [...pending].filter(([, call]) => !(call.name in turn.toolkit.tools))
+      if (calls.length === 0) return Option.none()
+      return Option.some(calls.map(([id, call]) =>
+        ({
+          type: "tool-call",
+          id,
+          name: call.name,
+          params: parseArgs(call.args),
+          providerExecuted: false
+        }) as unknown as Response.StreamPart<any>
+      ))
+    }
+    return { track, recover }
+  }
+
   /** One model turn: its parts as they stream, or a failure that says why. */
   const stream = (turn: ModelTurn): Stream.Stream<Response.StreamPart<any>, ModelFailure> =>
     Stream.suspend(() => {
       let streamed = false
       let settled = false
+      const unknown = unannounced(turn)
       return attempt(turn, () => streamed = true).pipe(
         Stream.retry(rateLimitSchedule(llm.rateLimitRetry, () => !streamed)),
+        Stream.tap((part) => Effect.sync(() => unknown.track(part))),
+        Stream.catchAll((error) =>
+          Option.match(unknown.recover(error), {
+            onNone: () => Stream.fail(error),
+            onSome: (calls) => Stream.fromIterable(calls)
+          })
+        ),
         Stream.mapError((error) =>
           error instanceof ModelFailure
             ? error

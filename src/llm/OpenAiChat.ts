@@ -104,7 +104,9 @@ export const makeOpenAiChat = (
         Stream.decodeText(),
         Stream.pipeThroughChannel(Sse.makeChannel())
       )
-      return decodeEvents(events)
+      // One part per chunk: @effect/ai decodes a chunk at once, and a call to a tool the model was not
+      // given must fail alone, after its announcement has been seen (see ModelCall).
+      return decodeEvents(events).pipe(Stream.rechunk(1))
     }
 
     return yield* LanguageModel.make({

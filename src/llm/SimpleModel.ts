@@ -134,13 +134,21 @@ const toParts = (chunks: Stream.Stream<ModelChunk, LlmError>, model: string) =>
             return [...into("text"), { type: "text-delta", id: `${block}`, delta: chunk.delta }]
           case "ToolCall":
             calls++
-            return [...close(), {
-              type: "tool-call",
-              id: chunk.call.id,
-              name: chunk.call.name,
-              params: chunk.call.input,
-              providerExecuted: false
-            }]
+            // Announced first, as the real providers do: a call to a tool the model does not have can then
+            // still be told apart (see ModelCall).
+            return [
+              ...close(),
+              { type: "tool-params-start", id: chunk.call.id, name: chunk.call.name },
+              { type: "tool-params-delta", id: chunk.call.id, delta: JSON.stringify(chunk.call.input) ?? "{}" },
+              { type: "tool-params-end", id: chunk.call.id },
+              {
+                type: "tool-call",
+                id: chunk.call.id,
+                name: chunk.call.name,
+                params: chunk.call.input,
+                providerExecuted: false
+              }
+            ]
           case "Usage":
             usage = { inputTokens: chunk.inputTokens, outputTokens: chunk.outputTokens }
             return []
@@ -160,7 +168,10 @@ const toParts = (chunks: Stream.Stream<ModelChunk, LlmError>, model: string) =>
       )),
       Stream.mapError((error) =>
         new AiError.UnknownError({ module: model, method: "streamText", description: error.reason })
-      )
+      ),
+      // One part per chunk: @effect/ai decodes a chunk at once, and a call to a tool the model was not
+      // given must fail alone, after its announcement has been seen (see ModelCall).
+      Stream.rechunk(1)
     )
   })
 

@@ -16,6 +16,9 @@ import type { StoredEvent } from "../protocol/Events.ts"
 /** Events read per request at most; far more than a usual history budget holds. */
 const EVENTS = 500
 
+/** Past any seq: seqs are 32-bit integers in the log. */
+const LAST_SEQ = 2_147_483_647
+
 interface ToolStep {
   readonly id: string
   readonly name: string
@@ -129,7 +132,7 @@ export const makeHistory = Effect.gen(function*() {
 
   /** The history of the run of `messageId`, that message last. */
   const load = (threadId: string, messageId: string) =>
-    Effect.map(eventLog.conversation(threadId, Number.MAX_SAFE_INTEGER, EVENTS), (events) => {
+    Effect.map(eventLog.conversation(threadId, LAST_SEQ, EVENTS), (events) => {
       const units = unitsOf(events, messageId)
       const kept: Array<Unit> = []
       let budget = llm.historyChars

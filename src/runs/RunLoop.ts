@@ -10,6 +10,7 @@ import { Clock, Data, Duration, Effect, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { makeModelCall } from "../llm/ModelCall.ts"
+import { ModelInfo } from "../llm/ModelInfo.ts"
 import type { ToolCall } from "../llm/SimpleModel.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { draft, type EventDraft } from "../protocol/Events.ts"
@@ -48,6 +49,7 @@ export const makeRunLoop = Effect.gen(function*() {
   const history = yield* makeHistory
   const eventLog = yield* EventLog
   const config = yield* AppConfig
+  const info = yield* ModelInfo
 
   const run = (context: RunContext): Effect.Effect<RunResult, RunFailure> => {
     const emit = (event: EventDraft) => Effect.asVoid(eventLog.append(context.threadId, [event]))
@@ -62,6 +64,7 @@ export const makeRunLoop = Effect.gen(function*() {
       let usage: Usage | undefined
       for (let step = 0; step < config.maxAgentSteps; step++) {
         let text = ""
+        let finished = false
         const calls: Array<ToolCall> = []
         yield* modelCall.stream({ prompt: Prompt.make(messages), toolkit: dispatcher.toolkit }).pipe(
           Stream.mapError((failure) =>
@@ -84,6 +87,7 @@ export const makeRunLoop = Effect.gen(function*() {
                 if (part.providerExecuted !== true) calls.push({ id: part.id, name: part.name, input: part.params })
                 return Effect.void
               case "finish": {
+                finished = true
                 const { inputTokens, outputTokens } = part.usage
                 if (inputTokens !== undefined || outputTokens !== undefined) {
                   usage = {
@@ -100,6 +104,13 @@ export const makeRunLoop = Effect.gen(function*() {
             }
           })
         )
+        // A provider that reports an error inside its stream (an `error` event) ends it without a finish.
+        if (!finished && calls.length === 0) {
+          return yield* new RunFailure({
+            code: RunErrorCode.LlmFailed,
+            message: `${info.provider} ended its answer without finishing it`
+          })
+        }
         response += text
         if (calls.length === 0) {
           const duration_ms = (yield* Clock.currentTimeMillis) - started
