@@ -15,6 +15,7 @@ const layers = {
   config: ["domain", "protocol"],
   observability: ["config"],
   database: ["config", "domain", "metrics"],
+  llm: ["config", "domain", "metrics"],
   auth: ["config", "domain", "protocol"],
   eventlog: ["config", "database", "domain", "metrics", "protocol"],
   threads: ["auth", "config", "database", "domain", "eventlog", "protocol"],
