@@ -17,6 +17,9 @@ export const OpenAiResponsesLayer = (
   OpenAiLanguageModel.layer({
     model: settings.model,
     config: {
+      // Strict mode wants every parameter required; the project's tools have optional ones (a search's
+      // limit, the clock's timezone), which OpenAI would refuse with a 400 under it.
+      strict: false,
       ...Option.match(settings.maxOutputTokens, { onNone: () => ({}), onSome: (n) => ({ max_output_tokens: n }) }),
       ...Option.match(settings.temperature, { onNone: () => ({}), onSome: (t) => ({ temperature: t }) })
     }

@@ -62,7 +62,7 @@ describe("what the providers send", () => {
           name: "calculator",
           description: "Evaluates an arithmetic expression",
           parameters: calculatorSchema,
-          strict: true
+          strict: false
         }]
       })
       expect(request!.body.input).toEqual([
