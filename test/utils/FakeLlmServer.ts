@@ -38,6 +38,8 @@ export type Answer =
 export interface RecordedRequest {
   readonly method: string
   readonly path: string
+  /** The path with its query string. */
+  readonly url: string
   readonly headers: IncomingMessage["headers"]
   readonly body: any
   /** Set when the client closed the connection before the answer was over. */
@@ -135,6 +137,7 @@ export class FakeLlmServer {
     const recorded: RecordedRequest = {
       method: req.method ?? "GET",
       path,
+      url: req.url ?? "/",
       headers: req.headers,
       body,
       aborted: false,
