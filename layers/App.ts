@@ -12,6 +12,7 @@ import { loadOrCreateDevSecret } from "../src/config/DevSecret.ts"
 import { AppConfigLive, type LoggingConfig, loggingConfig } from "../src/config/Environment.ts"
 import * as Database from "../src/database/Database.ts"
 import { BrokerInProcess } from "../src/eventlog/Broker.ts"
+import { configuredRemoteModel } from "../src/llm/Providers.ts"
 import { LoggingLive } from "../src/observability/Logging.ts"
 import { server } from "./Graph.ts"
 
@@ -45,12 +46,19 @@ const auth = Layer.unwrapEffect(Effect.gen(function*() {
     : AuthLive(options)
 }))
 
+/** LLM_PROVIDER's model; the built-in agent when it says so, or in development when it is not set. */
+const model = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
+  Option.match(configuredRemoteModel(config), {
+    onNone: () => BuiltinModelLive,
+    onSome: (remote) => remote
+  })))
+
 export const AppLive = server({
   config: AppConfigLive,
   database,
   broker: BrokerInProcess,
   auth,
-  model: BuiltinModelLive,
+  model,
   tools: BuiltinToolsLive
 }).pipe(Layer.provide(AppConfigLive))
 

@@ -26,7 +26,7 @@ export class RequestError extends Schema.TaggedError<RequestError>()("RequestErr
   }
 }
 
-export type Component = "config" | "database" | "broker" | "auth" | "websocket" | "supervisor" | "http"
+export type Component = "config" | "database" | "broker" | "auth" | "model" | "websocket" | "supervisor" | "http"
 
 /** A component could not be built; the process logs `message` and exits non-zero. */
 export class StartupError extends Data.TaggedError("StartupError")<{

@@ -14,6 +14,7 @@ import { Readiness } from "../domain/Health.ts"
 import { Broker } from "../eventlog/Broker.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { Hub } from "../gateway/Hub.ts"
+import { ModelStatus } from "../llm/ModelStatus.ts"
 import { PrometheusText } from "../metrics/Prometheus.ts"
 import { describe, Identifier } from "../protocol/ClientFrames.ts"
 import { encodeEnvelope } from "../protocol/Events.ts"
@@ -46,9 +47,12 @@ const ready = Effect.gen(function*() {
     websocket: yield* hub.health,
     supervisor: yield* supervisor.health
   }
-  const allUp = Object.values(components).every((c) => c.status === "up")
-  const status = state !== "ready" ? state : allUp ? "ready" : "degraded"
-  return json(status === "ready" ? 200 : 503, { status, components })
+  const serving = Object.values(components).every((c) => c.status === "up")
+  // A failing model shows here, but the node still serves (history, members, cancels): it stays in the
+  // load balancer, which could not route around a provider that every node shares anyway.
+  const model = yield* (yield* ModelStatus).health
+  const status = state !== "ready" ? state : serving && model.status === "up" ? "ready" : "degraded"
+  return json(state === "ready" && serving ? 200 : 503, { status, components: { ...components, model } })
 })
 
 const metrics = Effect.gen(function*() {
@@ -57,10 +61,12 @@ const metrics = Effect.gen(function*() {
   const counters = hub.counters
   const databaseUp = (yield* DatabaseMonitor).isUp() ? 1 : 0
   const brokerUp = (yield* (yield* Broker).health).status === "up" ? 1 : 0
+  const modelUp = (yield* (yield* ModelStatus).health).status === "up" ? 1 : 0
   const text = new PrometheusText()
     .describe("agentchat_component_up", "gauge", "1 when the component answers its health check, else 0")
     .sample("agentchat_component_up", databaseUp, { component: "database" })
     .sample("agentchat_component_up", brokerUp, { component: "broker" })
+    .sample("agentchat_component_up", modelUp, { component: "model" })
     .single("agentchat_connections_open", "gauge", "open WebSocket connections", stats.connections)
     .single("agentchat_thread_joins", "gauge", "threads joined, summed over connections", stats.subscriptions)
     .single("agentchat_connections_total", "counter", "WebSocket connections accepted", counters.connects)
