@@ -102,7 +102,7 @@ export const allTestDatabases = (poolSize = 4) => [
 
 export interface TestGraphOptions {
   readonly config?: Partial<AppConfigShape>
-  readonly model?: Layer.Layer<LanguageModel.LanguageModel | ModelInfo, never, AppConfig>
+  readonly model?: Layer.Layer<LanguageModel.LanguageModel | ModelInfo, unknown, AppConfig>
   /** Tools besides the built-in ones. */
   readonly extraTools?: ReadonlyArray<Tool>
   /** Keys besides the test secret (a PEM public key, a JWKS URL), or no secret at all. */

@@ -83,6 +83,7 @@ describe("the server process", () => {
         PORT: String(port),
         DATABASE_URL: "postgres://postgres@127.0.0.1:1/agent_chat",
         JWT_SECRET: "a-production-secret-of-enough-length",
+        LLM_PROVIDER: "builtin",
         STARTUP_RETRY_ATTEMPTS: "3",
         STARTUP_RETRY_BASE_MS: "50",
         STARTUP_RETRY_MAX_MS: "5000"
@@ -103,6 +104,8 @@ describe("the server process", () => {
         const exited = await startMain({ APP_ENV: "production", PORT: String(await freePort()) }).exited
         expect(exited.code).not.toBe(0)
         expect(exited.output).toMatch(/APP_ENV=production requires DATABASE_URL and JWT_SECRET/)
+        // Never a silent fallback to the built-in agent.
+        expect(exited.output).toMatch(/and LLM_PROVIDER \(openai-chat, openai-responses, anthropic, or builtin/)
       }),
     60_000
   )
@@ -116,7 +119,8 @@ describe("the server process", () => {
           APP_ENV: "production",
           PORT: String(port),
           DATABASE_URL: "postgres://postgres@127.0.0.1:1/agent_chat",
-          JWT_SECRET: "abc"
+          JWT_SECRET: "abc",
+          LLM_PROVIDER: "builtin"
         }).exited
         expect(exited.code).not.toBe(0)
         expect(exited.output).toMatch(

@@ -55,7 +55,8 @@ export const startupCheck = (settings: ProviderSettings, config: AppConfigShape)
     Effect.mapError((error) =>
       new StartupError({
         component: "model",
-        reason: `${settings.provider} at ${settings.baseUrl} with model "${settings.model}": ${error.reason}`
+        // The list's error names the provider and the URL.
+        reason: `LLM_MODEL "${settings.model}": ${error.reason}`
       })
     )
   )

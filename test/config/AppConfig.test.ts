@@ -7,7 +7,8 @@ const production = (jwtSecret: string) =>
   makeTestConfig({
     env: "production",
     databaseUrl: Option.some(Redacted.make("postgres://db/agent_chat")),
-    jwtSecret: Option.some(Redacted.make(jwtSecret))
+    jwtSecret: Option.some(Redacted.make(jwtSecret)),
+    llm: { ...defaults.llm, provider: Option.some("builtin") }
   })
 
 const refusal = (config: ReturnType<typeof makeTestConfig>) =>
@@ -55,10 +56,11 @@ describe("the HS256 secret", () => {
 
   it.effect("stops the configuration layer read from the environment", () =>
     Effect.gen(function*() {
-      expect(yield* fromEnv({ APP_ENV: "production", DATABASE_URL: "postgres://db/x", JWT_SECRET: "abc" })).toBe(
+      const db = { DATABASE_URL: "postgres://db/x", LLM_PROVIDER: "builtin" }
+      expect(yield* fromEnv({ APP_ENV: "production", ...db, JWT_SECRET: "abc" })).toBe(
         "StartupError: Config failed to start: JWT_SECRET must be at least 32 bytes (RFC 7518 section 3.2); it has 3"
       )
-      expect(yield* fromEnv({ APP_ENV: "production", DATABASE_URL: "postgres://db/x", JWT_SECRET: "s".repeat(32) }))
+      expect(yield* fromEnv({ APP_ENV: "production", ...db, JWT_SECRET: "s".repeat(32) }))
         .toBe("accepted")
       expect(yield* fromEnv({ JWT_SECRET: "abc" })).toBe("accepted")
     }))
@@ -85,5 +87,68 @@ describe("the defaults", () => {
       const config = yield* read({ WS_OUTBOX_CAPACITY: "16", WS_CATCHUP_BUFFER: "64", RUN_LEASE_MS: "3000" })
       expect([config.outboxCapacity, config.catchUpBuffer]).toEqual([16, 64])
       expect(config.runLease).toEqual(Duration.millis(3000))
+    }))
+})
+
+describe("the model settings", () => {
+  const read = (env: Record<string, string>) =>
+    AppConfig.pipe(
+      Effect.provide(AppConfigLive.pipe(
+        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+      )),
+      Effect.match({ onFailure: (error) => `${error._tag}: ${error.message}`, onSuccess: (config) => config })
+    )
+  const production = { APP_ENV: "production", DATABASE_URL: "postgres://db/x", JWT_SECRET: "s".repeat(32) }
+
+  it.effect("production and staging require LLM_PROVIDER: no silent fallback to the built-in agent", () =>
+    Effect.gen(function*() {
+      expect(yield* read(production)).toMatch(/^StartupError: .*APP_ENV=production requires LLM_PROVIDER/)
+      expect(yield* read({ ...production, APP_ENV: "staging" })).toMatch(/APP_ENV=staging requires LLM_PROVIDER/)
+      const builtin = yield* read({ ...production, LLM_PROVIDER: "builtin" })
+      expect(typeof builtin === "string" ? builtin : Option.getOrNull(builtin.llm.provider)).toBe("builtin")
+      // Development falls back to the built-in agent when nothing is set.
+      const development = yield* read({})
+      expect(typeof development === "string" ? development : Option.isNone(development.llm.provider)).toBe(true)
+    }))
+
+  it.effect("a real provider requires LLM_MODEL, and a key for its public endpoint", () =>
+    Effect.gen(function*() {
+      expect(yield* read({ LLM_PROVIDER: "openai-chat", LLM_BASE_URL: "http://127.0.0.1:11434/v1" })).toMatch(
+        /LLM_PROVIDER=openai-chat requires LLM_MODEL to be set/
+      )
+      expect(yield* read({ LLM_PROVIDER: "anthropic", LLM_MODEL: "claude-sonnet-4-5" })).toMatch(
+        /LLM_PROVIDER=anthropic at https:\/\/api\.anthropic\.com requires LLM_API_KEY/
+      )
+      expect(yield* read({ LLM_PROVIDER: "gemini" })).toMatch(/LLM_PROVIDER/)
+      expect(yield* read({ LLM_PROVIDER: "openai-chat", LLM_MODEL: "m", LLM_TEMPERATURE: "7" })).toMatch(
+        /LLM_TEMPERATURE must be from 0 to 2/
+      )
+    }))
+
+  it.effect("reads every LLM_ setting, the key as a Redacted that never prints", () =>
+    Effect.gen(function*() {
+      const config = yield* read({
+        LLM_PROVIDER: "openai-chat",
+        LLM_BASE_URL: "http://127.0.0.1:8000/v1/",
+        LLM_API_KEY: "sk-never-printed",
+        LLM_MODEL: "qwen2.5",
+        LLM_MAX_OUTPUT_TOKENS: "512",
+        LLM_TEMPERATURE: "0.2",
+        LLM_HISTORY_CHARS: "9000",
+        LLM_REQUEST_TIMEOUT_MS: "4000",
+        LLM_STARTUP_CHECK: "false",
+        BUILTIN_AGENT_PACE_MS: "0"
+      })
+      if (typeof config === "string") throw new Error(config)
+      expect(Option.getOrNull(config.llm.baseUrl)).toBe("http://127.0.0.1:8000/v1")
+      expect(Option.getOrNull(config.llm.model)).toBe("qwen2.5")
+      expect(Option.getOrNull(config.llm.maxOutputTokens)).toBe(512)
+      expect(Option.getOrNull(config.llm.temperature)).toBe(0.2)
+      expect(config.llm.historyChars).toBe(9000)
+      expect(Duration.toMillis(config.llm.requestTimeout)).toBe(4000)
+      expect(config.llm.startupCheck).toBe(false)
+      expect(Duration.toMillis(config.llm.builtinPace)).toBe(0)
+      expect(String(config.llm.apiKey)).not.toContain("sk-never-printed")
+      expect(JSON.stringify(config)).not.toContain("sk-never-printed")
     }))
 })
