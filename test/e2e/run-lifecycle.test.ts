@@ -68,7 +68,7 @@ layer(
         withServer(async (server) => {
           onTestFinished(() => proxy.restore())
           const { alice, thread_id } = await freshThread(server)
-          const restored = outage(proxy.cutWhen("agent_completed", "COMMIT", forward), 1500)
+          const restored = outage(proxy.cutWhen("\"response\":\"one two three\"", "COMMIT", forward), 1500)
           const sent = await alice.request({ type: "send_message", thread_id, content: "answer" })
           await restored
           // The run stayed active (its thread busy) until its end was stored; then it was delivered once.

@@ -32,9 +32,11 @@ export const tools = Layer.succeed(
 /** The model plays the script its run's message names (the message's content is the script's key). */
 export const model = (scripts: ReadonlyMap<string, Script>) =>
   scriptedModel((messages) => {
-    const user = [...messages].reverse().find((m) => m.role === "user")
-    const turns = scripts.get(user?.content ?? "") ?? []
-    const step = messages.filter((m) => m.role === "assistant").length
+    const last = messages.length - 1 - [...messages].reverse().findIndex((m) => m.role === "user")
+    const user = messages[last]
+    const turns = scripts.get(user?.role === "user" ? user.content : "") ?? []
+    // The turns of this run: the history before its message holds the earlier runs' own.
+    const step = messages.slice(last).filter((m) => m.role === "assistant").length
     return (turns[step] ?? []).map((chunk) =>
       "think" in chunk ?
         thinking(chunk.think) :
