@@ -123,7 +123,7 @@ export const reachable = (
       name === "afterCommit" ?
         member :
         Effect.isEffect(member) ?
-        guard(member) :
+        guard(member as Effect.Effect<unknown, unknown>) :
         (...args: Array<never>) => guard((member as (...args: Array<never>) => Effect.Effect<unknown>)(...args))
     ])
   ) as unknown as EventStore["Type"]
