@@ -174,9 +174,18 @@ export class Threads extends Effect.Service<Threads>()("agent-chat/Threads", {
       )
     }
 
+    /**
+     * The conversation as the thread's running run sees it: the messages up to that run's own, without
+     * those still queued (`on_busy: "enqueue"`), which it has not reached yet; the latest `limit`.
+     */
     const recentMessages = (threadId: string, limit: number) =>
       sql<{ id: string; user_id: string; content: string; created_at: Date }>`
-        SELECT id, user_id, content, created_at FROM messages WHERE thread_id = ${threadId}
+        SELECT id, user_id, content, created_at FROM messages m
+        WHERE thread_id = ${threadId}
+          AND NOT EXISTS (SELECT 1 FROM message_queue q WHERE q.message_id = m.id)
+          AND position <= COALESCE((
+            SELECT own.position FROM runs r JOIN messages own ON own.id = r.message_id
+            WHERE r.thread_id = ${threadId} AND r.status = 'running'), position)
         ORDER BY position DESC LIMIT ${limit}`.pipe(
         Effect.map((rows) => messageRows(rows).reverse()),
         Effect.mapError(dbError("read messages"))
