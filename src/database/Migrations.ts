@@ -81,7 +81,25 @@ const runLeases = Effect.gen(function*() {
     )`
 })
 
+// Messages sent with `on_busy: "enqueue"` wait here, in the order they were sent, until their run
+// starts: in the database, so a queued message outlives the process that took it. A run takes the
+// first queued message of its thread in the transaction that starts it, under the thread's lock, and
+// the one-active-run index still decides; a message is started by at most one run, ever.
+const messageQueue = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`
+    CREATE TABLE message_queue (
+      message_id text PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+      thread_id text NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+      position bigint GENERATED ALWAYS AS IDENTITY,
+      queued_at timestamptz NOT NULL
+    )`
+  yield* sql`CREATE INDEX message_queue_by_thread ON message_queue (thread_id, position)`
+  yield* sql`CREATE UNIQUE INDEX runs_one_per_message ON runs (message_id)`
+})
+
 export const loader = Migrator.fromRecord({
   "0001_init": init,
-  "0002_run_leases": runLeases
+  "0002_run_leases": runLeases,
+  "0003_message_queue": messageQueue
 })

@@ -28,6 +28,12 @@ export interface Terminal {
   readonly eventId: string
 }
 
+/** A queued message whose run has started. */
+export interface QueuedStart {
+  readonly runId: string
+  readonly messageId: string
+}
+
 export type LifecycleReason =
   | "unknown_thread"
   | "unknown_run"
@@ -82,6 +88,20 @@ export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
   readonly startRun: (
     input: { readonly threadId: string; readonly messageId: string; readonly agent: string }
   ) => Effect.Effect<Option.Option<string>, DatabaseError | LifecycleError>
+  /** Queues a stored message of the thread; its run starts with `startQueued`, after those queued before it. */
+  readonly enqueue: (threadId: string, messageId: string) => Effect.Effect<void, DatabaseError | LifecycleError>
+  /**
+   * Starts the run of the thread's first queued message, owned by this process, taking it off the queue
+   * in the same transaction, under the thread's lock; None when nothing is queued or a run is active.
+   */
+  readonly startQueued: (
+    input: { readonly threadId: string; readonly agent: string }
+  ) => Effect.Effect<Option.Option<QueuedStart>, DatabaseError | LifecycleError>
+  /** Whether the thread has queued messages: a plain read, outside the thread's lock. */
+  readonly hasQueued: (threadId: string) => Effect.Effect<boolean, DatabaseError>
+  /** Threads with queued messages and no active run: their next run is due. */
+  readonly idleQueues: Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  readonly activeRun: (threadId: string) => Effect.Effect<Option.Option<RunRecord>, DatabaseError>
   /**
    * Ends a running run (its open tool calls closed first); false when it had already ended (unless with
    * this very terminal: an earlier attempt committed it and lost the answer), or, with
@@ -192,18 +212,59 @@ const make = Effect.gen(function*() {
     )
   })
 
+  /** Stores the start of a run, inside a transaction that holds the thread's lock; false when one is active. */
+  const begin = (input: { readonly threadId: string; readonly messageId: string; readonly agent: string }) =>
+    Effect.gen(function*() {
+      const runId = randomUUID()
+      const now = yield* Clock.currentTimeMillis
+      const inserted = yield* store.insertRun({ ...input, runId, owner, lease: runLease, startedAt: new Date(now) })
+      if (!inserted) return Option.none<string>()
+      // Seqs are taken only once the run is sure to start: a refused start leaves no gap.
+      const first = yield* store.allocate(input.threadId, 1)
+      if (Option.isNone(first)) return Option.none<string>()
+      const started = draft("agent_started", runId, { agent: input.agent, message_id: input.messageId })
+      yield* storeDrafts(input.threadId, [started], first.value, now)
+      return Option.some(runId)
+    })
+
+  /** Takes the thread's lock (the store's lock order) for an event of that type; refused without the thread. */
+  const locked = (threadId: string, eventType: EventType) =>
+    Effect.flatMap(store.lockThread(threadId), (found) =>
+      found ? Effect.void : Effect.fail(
+        new LifecycleError({ threadId, runId: null, eventType, reason: "unknown_thread" })
+      ))
+
   const startRun = Effect.fn("EventLog.startRun")(
     function*(input: { readonly threadId: string; readonly messageId: string; readonly agent: string }) {
       return yield* store.transaction(Effect.gen(function*() {
-        const runId = randomUUID()
-        const now = yield* Clock.currentTimeMillis
-        const started = draft("agent_started", runId, { agent: input.agent, message_id: input.messageId })
-        const first = yield* store.allocate(input.threadId, 1)
-        if (Option.isNone(first)) return yield* refuse(input.threadId, started, "unknown_thread")
-        const inserted = yield* store.insertRun({ ...input, runId, owner, lease: runLease, startedAt: new Date(now) })
-        if (!inserted) return Option.none<string>()
-        yield* storeDrafts(input.threadId, [started], first.value, now)
-        return Option.some(runId)
+        yield* locked(input.threadId, "agent_started")
+        return yield* begin(input)
+      }))
+    }
+  )
+
+  const enqueue = Effect.fn("EventLog.enqueue")(function*(threadId: string, messageId: string) {
+    yield* store.transaction(Effect.gen(function*() {
+      yield* locked(threadId, "message_created")
+      const now = yield* Clock.currentTimeMillis
+      yield* store.enqueue(threadId, messageId, new Date(now))
+    }))
+  })
+
+  const startQueued = Effect.fn("EventLog.startQueued")(
+    function*(input: { readonly threadId: string; readonly agent: string }) {
+      return yield* store.transaction(Effect.gen(function*() {
+        // The thread's lock first: whoever else would start its next run (another process ending a run,
+        // a sweep, a send) waits here, and then finds the message gone or the thread busy.
+        yield* locked(input.threadId, "agent_started")
+        const head = yield* store.queueHead(input.threadId)
+        if (Option.isNone(head)) return Option.none<QueuedStart>()
+        const runId = yield* begin({ ...input, messageId: head.value })
+        if (Option.isNone(runId)) return Option.none<QueuedStart>()
+        if (!(yield* store.dequeue(input.threadId, head.value))) {
+          return yield* Effect.die(new Error(`queued message ${head.value} taken by another run`))
+        }
+        return Option.some<QueuedStart>({ runId: runId.value, messageId: head.value })
       }))
     }
   )
@@ -261,7 +322,12 @@ const make = Effect.gen(function*() {
     conversation: store.conversation,
     live: broker.subscribe,
     renewLeases: (runIds) => store.renewLeases(owner, runIds, runLease),
-    expiredRuns: store.expiredRuns
+    expiredRuns: store.expiredRuns,
+    enqueue,
+    startQueued,
+    hasQueued: (threadId) => Effect.map(store.queueHead(threadId), Option.isSome),
+    idleQueues: store.idleQueues,
+    activeRun: store.activeRun
   })
 })
 

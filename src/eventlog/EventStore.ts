@@ -4,7 +4,7 @@
  * whichever store is underneath (PostgreSQL, or memory for unit tests).
  *
  * Lock order, so concurrent writers never deadlock: a thread's row first
- * (`lockThread` or `allocate`), then its runs.
+ * (`lockThread` or `allocate`), then its runs, then its queued messages.
  */
 import { Context, type Duration, type Effect, type Option } from "effect"
 import type { DatabaseError } from "../domain/Errors.ts"
@@ -93,6 +93,10 @@ export class EventStore extends Context.Tag("agent-chat/EventStore")<EventStore,
   readonly closeTool: (runId: string, toolCallId: string, tool: string) => Effect.Effect<boolean, DatabaseError>
   /** The run's open tool calls in the order they were opened; closes them all when `close` is set. */
   readonly openTools: (runId: string, close: boolean) => Effect.Effect<ReadonlyArray<OpenToolCall>, DatabaseError>
+  /** Queues a stored message of the thread, after those queued before it. */
+  readonly enqueue: (threadId: string, messageId: string, at: Date) => Effect.Effect<void, DatabaseError>
+  /** Takes a message off its thread's queue; false when it was not on it. */
+  readonly dequeue: (threadId: string, messageId: string) => Effect.Effect<boolean, DatabaseError>
 
   // Anywhere:
   readonly read: (
@@ -123,4 +127,10 @@ export class EventStore extends Context.Tag("agent-chat/EventStore")<EventStore,
   ) => Effect.Effect<void, DatabaseError>
   /** Running runs whose lease has expired (by the store's clock), or that have none. */
   readonly expiredRuns: Effect.Effect<ReadonlyArray<RunRef>, DatabaseError>
+  /** The thread's running run, if it has one. */
+  readonly activeRun: (threadId: string) => Effect.Effect<Option.Option<RunRecord>, DatabaseError>
+  /** The thread's first queued message, if any. */
+  readonly queueHead: (threadId: string) => Effect.Effect<Option.Option<string>, DatabaseError>
+  /** Threads with queued messages and no running run. */
+  readonly idleQueues: Effect.Effect<ReadonlyArray<string>, DatabaseError>
 }>() {}

@@ -32,13 +32,16 @@ interface State {
   readonly events: Map<string, Array<StoredEvent>>
   readonly runs: Map<string, RunRow>
   readonly tools: Map<string, Map<string, ToolRow>>
+  /** Queued messages of every thread, in the order they were queued. */
+  readonly queue: Array<{ readonly threadId: string; readonly messageId: string }>
 }
 
 const copy = (state: State): State => ({
   heads: new Map(state.heads),
   events: new Map([...state.events].map(([k, v]) => [k, [...v]])),
   runs: new Map([...state.runs].map(([k, v]) => [k, { ...v }])),
-  tools: new Map([...state.tools].map(([k, v]) => [k, new Map([...v].map(([id, t]) => [id, { ...t }]))]))
+  tools: new Map([...state.tools].map(([k, v]) => [k, new Map([...v].map(([id, t]) => [id, { ...t }]))])),
+  queue: [...state.queue]
 })
 
 export interface MemoryStore {
@@ -48,10 +51,12 @@ export interface MemoryStore {
   readonly createThread: (threadId: string) => void
   readonly runs: () => ReadonlyArray<Omit<RunRecord, "leaseExpired">>
   readonly events: (threadId: string) => ReadonlyArray<StoredEvent>
+  /** The thread's queued messages, first first. */
+  readonly queued: (threadId: string) => ReadonlyArray<string>
 }
 
 export const makeMemoryStore = Effect.gen(function*() {
-  let state: State = { heads: new Map(), events: new Map(), runs: new Map(), tools: new Map() }
+  let state: State = { heads: new Map(), events: new Map(), runs: new Map(), tools: new Map(), queue: [] }
   const faults: StoreFaults = { down: false, nextCommit: undefined }
   const lock = yield* Effect.makeSemaphore(1)
   const lost = (what: string) => new DatabaseError({ reason: what, cause: new Error("the database is lost") })
@@ -78,6 +83,9 @@ export const makeMemoryStore = Effect.gen(function*() {
       }
       return exit.value
     }))
+
+  const running = (threadId: string) =>
+    [...state.runs.values()].find((row) => row.record.threadId === threadId && row.record.status === "running")
 
   const tools = (runId: string) => {
     let map = state.tools.get(runId)
@@ -110,8 +118,10 @@ export const makeMemoryStore = Effect.gen(function*() {
     insertRun: (run) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         op("insert run", () => {
-          for (const row of state.runs.values()) {
-            if (row.record.threadId === run.threadId && row.record.status === "running") return false
+          if (running(run.threadId) !== undefined) return false
+          // As the database's one-run-per-message index: a bug, not an answer.
+          if ([...state.runs.values()].some((row) => row.record.messageId === run.messageId)) {
+            throw new Error(`a second run of message ${run.messageId}`)
           }
           const { agent: _agent, lease, startedAt: _startedAt, ...record } = run
           state.runs.set(run.runId, {
@@ -148,6 +158,16 @@ export const makeMemoryStore = Effect.gen(function*() {
             return { toolCallId, tool: row.tool, startedAt: row.startedAt }
           })
       ),
+    enqueue: (threadId, messageId) =>
+      op("queue a message", () => {
+        state.queue.push({ threadId, messageId })
+      }),
+    dequeue: (threadId, messageId) =>
+      op("dequeue a message", () => {
+        const at = state.queue.findIndex((q) => q.threadId === threadId && q.messageId === messageId)
+        if (at >= 0) state.queue.splice(at, 1)
+        return at >= 0
+      }),
     read: (threadId, afterSeq, limit) =>
       op("read events", () => (state.events.get(threadId) ?? []).filter((e) => e.seq > afterSeq).slice(0, limit)),
     conversation: (threadId, uptoSeq, limit) =>
@@ -177,7 +197,23 @@ export const makeMemoryStore = Effect.gen(function*() {
       op("list expired runs", () =>
         [...state.runs.values()]
           .filter((row) => row.record.status === "running" && row.leaseUntil < now)
-          .map((row) => ({ runId: row.record.runId, threadId: row.record.threadId }))))
+          .map((row) => ({ runId: row.record.runId, threadId: row.record.threadId })))),
+    activeRun: (threadId) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        op("read the active run", () =>
+          Option.map(
+            Option.fromNullable(running(threadId)),
+            (r): RunRecord => ({ ...r.record, leaseExpired: r.leaseUntil < now })
+          ))),
+    queueHead: (threadId) =>
+      op(
+        "read the message queue",
+        () => Option.fromNullable(state.queue.find((q) => q.threadId === threadId)?.messageId)
+      ),
+    idleQueues: op(
+      "list idle queues",
+      () => [...new Set(state.queue.map((q) => q.threadId))].filter((threadId) => running(threadId) === undefined)
+    )
   })
 
   return {
@@ -188,7 +224,8 @@ export const makeMemoryStore = Effect.gen(function*() {
       if (!state.events.has(threadId)) state.events.set(threadId, [])
     },
     runs: () => [...state.runs.values()].map((row) => row.record),
-    events: (threadId) => state.events.get(threadId) ?? []
+    events: (threadId) => state.events.get(threadId) ?? [],
+    queued: (threadId) => state.queue.filter((q) => q.threadId === threadId).map((q) => q.messageId)
   } satisfies MemoryStore
 })
 

@@ -37,6 +37,24 @@ const toStored = (row: EventRow): StoredEvent => ({
   data: row.data
 })
 
+interface RunRow {
+  readonly id: string
+  readonly thread_id: string
+  readonly message_id: string
+  readonly status: RunStatus
+  readonly owner: string | null
+  readonly lease_expired: boolean
+}
+
+const toRun = (r: RunRow): RunRecord => ({
+  runId: r.id,
+  threadId: r.thread_id,
+  messageId: r.message_id,
+  status: r.status,
+  owner: r.owner,
+  leaseExpired: r.lease_expired
+})
+
 const failed = (reason: string) => (cause: SqlError) => new DatabaseError({ reason, cause })
 
 const seconds = (lease: Duration.Duration) => Duration.toMillis(lease) / 1000
@@ -46,6 +64,8 @@ const make = Effect.gen(function*() {
   const provide = Effect.provideService(SqlClient.SqlClient, sql)
 
   const eventColumns = sql`id, thread_id, run_id, seq, created_at, event_type, data`
+  const runColumns = sql`id, thread_id, message_id, status, owner,
+    (lease_expires_at IS NULL OR lease_expires_at < now()) AS lease_expired`
 
   return EventStore.of({
     transaction: (body, onCommit) => provide(transaction(body, onCommit)),
@@ -74,27 +94,8 @@ const make = Effect.gen(function*() {
         })))
       }`.pipe(Effect.asVoid, Effect.mapError(failed("insert events"))),
     run: (runId) =>
-      sql<{
-        id: string
-        thread_id: string
-        message_id: string
-        status: RunStatus
-        owner: string | null
-        lease_expired: boolean
-      }>`
-        SELECT id, thread_id, message_id, status, owner,
-          (lease_expires_at IS NULL OR lease_expires_at < now()) AS lease_expired
-        FROM runs WHERE id = ${runId}`.pipe(
-        Effect.map((rows) =>
-          Option.map(Option.fromNullable(rows[0]), (r): RunRecord => ({
-            runId: r.id,
-            threadId: r.thread_id,
-            messageId: r.message_id,
-            status: r.status,
-            owner: r.owner,
-            leaseExpired: r.lease_expired
-          }))
-        ),
+      sql<RunRow>`SELECT ${runColumns} FROM runs WHERE id = ${runId}`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRun)),
         Effect.mapError(failed("read run"))
       ),
     insertRun: (run) =>
@@ -134,6 +135,14 @@ const make = Effect.gen(function*() {
           ),
           Effect.mapError(failed("read open tool calls"))
         ),
+    enqueue: (threadId, messageId, at) =>
+      sql`INSERT INTO message_queue (message_id, thread_id, queued_at) VALUES (${messageId}, ${threadId}, ${at})`.pipe(
+        Effect.asVoid,
+        Effect.mapError(failed("queue a message"))
+      ),
+    dequeue: (threadId, messageId) =>
+      sql`DELETE FROM message_queue WHERE message_id = ${messageId} AND thread_id = ${threadId}
+        RETURNING 1 AS one`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(failed("dequeue a message"))),
     read: (threadId, afterSeq, limit) =>
       sql<EventRow>`SELECT ${eventColumns} FROM events
         WHERE thread_id = ${threadId} AND seq > ${afterSeq} ORDER BY seq LIMIT ${limit}`.pipe(
@@ -169,6 +178,22 @@ const make = Effect.gen(function*() {
       WHERE status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at < now())`.pipe(
       Effect.map((rows) => rows.map((r): RunRef => ({ runId: r.id, threadId: r.thread_id }))),
       Effect.mapError(failed("list expired runs"))
+    ),
+    activeRun: (threadId) =>
+      sql<RunRow>`SELECT ${runColumns} FROM runs WHERE thread_id = ${threadId} AND status = 'running'`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRun)),
+        Effect.mapError(failed("read the active run"))
+      ),
+    queueHead: (threadId) =>
+      sql<{ message_id: string }>`SELECT message_id FROM message_queue WHERE thread_id = ${threadId}
+        ORDER BY position LIMIT 1`.pipe(
+        Effect.map((rows) => Option.fromNullable(rows[0]?.message_id)),
+        Effect.mapError(failed("read the message queue"))
+      ),
+    idleQueues: sql<{ thread_id: string }>`SELECT DISTINCT q.thread_id FROM message_queue q
+      WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.thread_id = q.thread_id AND r.status = 'running')`.pipe(
+      Effect.map((rows) => rows.map((r) => r.thread_id)),
+      Effect.mapError(failed("list idle queues"))
     )
   })
 })

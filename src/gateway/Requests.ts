@@ -83,8 +83,16 @@ export const makeRequests = Effect.gen(function*() {
             frame.content,
             (ids) =>
               Effect.sync(() =>
-                connection.reply(Frames.ack(frame.id, { message_id: ids.messageId, run_id: ids.runId }))
-              )
+                connection.reply(
+                  Frames.ack(
+                    frame.id,
+                    ids.runId === null
+                      ? { message_id: ids.messageId, run_id: null, queued: true }
+                      : { message_id: ids.messageId, run_id: ids.runId }
+                  )
+                )
+              ),
+            frame.on_busy
           )
         )
       case "refresh_token":

@@ -47,11 +47,20 @@ export const LeaveThread = Schema.Struct({
   thread_id: Identifier
 })
 
+/**
+ * An addition to protocol 1: what a `send_message` to a thread with a run in progress does. `reject`
+ * (the default) answers `busy`; `interrupt` cancels that run and starts this message's; `enqueue` stores
+ * the message now and starts its run once the runs before it have ended.
+ */
+export const OnBusy = Schema.Literal("reject", "interrupt", "enqueue")
+export type OnBusy = typeof OnBusy.Type
+
 export const SendMessage = Schema.Struct({
   type: Schema.Literal("send_message"),
   id: RequestId,
   thread_id: Identifier,
-  content: Text.pipe(Schema.minLength(1), Schema.maxLength(MAX_CONTENT_CHARS))
+  content: Text.pipe(Schema.minLength(1), Schema.maxLength(MAX_CONTENT_CHARS)),
+  on_busy: Schema.optional(OnBusy)
 })
 
 export const CancelRun = Schema.Struct({

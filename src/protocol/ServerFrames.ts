@@ -26,7 +26,10 @@ export const Ack = Schema.Struct({
   thread_id: Schema.optional(Schema.String),
   head_seq: Schema.optional(Schema.Int),
   message_id: Schema.optional(Schema.String),
-  run_id: Schema.optional(Schema.String)
+  /** Null for a message queued with `on_busy: "enqueue"` (an addition): its run has not started yet. */
+  run_id: Schema.optional(Schema.NullOr(Schema.String)),
+  /** An addition: true when the message was queued; its run's `agent_started` names it. */
+  queued: Schema.optional(Schema.Boolean)
 })
 
 export const ErrorFrame = Schema.Struct({

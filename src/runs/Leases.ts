@@ -7,7 +7,10 @@
  * ends a run whose lease has expired, at startup and then every half
  * lease: its owner is gone (a crash, a kill, a lost host), so nobody else
  * will. A process never ends a run it still holds, whatever its lease
- * says: it knows best how that run ends.
+ * says: it knows best how that run ends. Each run it ends frees its thread
+ * for the next queued message; and, as a backstop, the sweep frees every
+ * thread left idle with queued messages (the process that was to start
+ * the next one stopped before it could).
  */
 import { Duration, Effect, Schedule, type Scope } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -21,9 +24,12 @@ export const ORPHANED = "the server running this run stopped"
 
 /**
  * Starts the renewal and the reaper for the runs `held` names; returns the first sweep, for startup to
- * run before the supervisor takes new runs.
+ * run before the supervisor takes new runs. `resume` starts a free thread's next queued message.
  */
-export const makeLeases = (held: () => ReadonlyArray<string>) =>
+export const makeLeases = (
+  held: () => ReadonlyArray<string>,
+  resume: (threadId: string) => Effect.Effect<void> = () => Effect.void
+) =>
   Effect.gen(function*() {
     const eventLog = yield* EventLog
     const monitor = yield* DatabaseMonitor
@@ -40,7 +46,8 @@ export const makeLeases = (held: () => ReadonlyArray<string>) =>
     /**
      * Ends the expired runs this process does not hold; how many it ended. What this process holds is
      * asked again for each run, after the list was read (a run started while the query waited is held by
-     * then), and the lease is checked again in the ending transaction itself.
+     * then), and the lease is checked again in the ending transaction itself. Then the idle threads with
+     * queued messages get their next run.
      */
     const sweep: Effect.Effect<number, DatabaseError> = Effect.gen(function*() {
       let ended = 0
@@ -52,8 +59,10 @@ export const makeLeases = (held: () => ReadonlyArray<string>) =>
           yield* Effect.logWarning("ended a run whose process stopped (its lease expired)").pipe(
             Effect.annotateLogs({ thread_id: run.threadId, run_id: run.runId })
           )
+          yield* resume(run.threadId)
         }
       }
+      for (const threadId of yield* eventLog.idleQueues) yield* resume(threadId)
       return ended
     })
 

@@ -10,37 +10,44 @@ import { Clock, Context, Deferred, Duration, Effect, Fiber, Layer, Metric, Optio
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
+import { afterCommit } from "../database/Transaction.ts"
 import { type DatabaseError, RequestError, StartupError } from "../domain/Errors.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
-import { EventLog } from "../eventlog/EventLog.ts"
-import type { EndStatus } from "../eventlog/EventStore.ts"
+import { EventLog, type Terminal } from "../eventlog/EventLog.ts"
+import type { EndStatus, RunRecord } from "../eventlog/EventStore.ts"
 import { ModelInfo } from "../llm/ModelInfo.ts"
 import type { ModelStatus } from "../llm/ModelStatus.ts"
 import * as Metrics from "../metrics/Metrics.ts"
+import type { OnBusy } from "../protocol/ClientFrames.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { draft } from "../protocol/Events.ts"
 import { Access } from "../threads/Access.ts"
 import { Threads } from "../threads/Threads.ts"
 import { makeLeases } from "./Leases.ts"
+import { makeMultitask } from "./Multitask.ts"
 import { failed, storeEnd, terminalOf } from "./RunEnd.ts"
 import { makeRunLoop, type RunContext, type RunFailure, type RunResult } from "./RunLoop.ts"
 import { ToolDispatcher } from "./ToolDispatcher.ts"
 
 export interface Accepted {
   readonly messageId: string
-  readonly runId: string
+  /** Null when the message was queued (`on_busy: "enqueue"`): its run starts later, and names it. */
+  readonly runId: string | null
 }
 
 export class Supervisor extends Context.Tag("agent-chat/Supervisor")<Supervisor, {
   /**
    * Stores the message and starts a run. `accepted` runs once they are committed and before any of
-   * their events is published, so the sender's ack precedes them.
+   * their events is published, so the sender's ack precedes them. With a run active in the thread,
+   * `onBusy` decides: `reject` (the default) fails `busy`, `interrupt` cancels that run first, and
+   * `enqueue` stores the message now and queues it, to start when the runs before it have ended.
    */
   readonly send: (
     principal: Principal,
     threadId: string,
     content: string,
-    accepted: (ids: Accepted) => Effect.Effect<void>
+    accepted: (ids: Accepted) => Effect.Effect<void>,
+    onBusy?: OnBusy
   ) => Effect.Effect<Accepted, RequestError | DatabaseError>
   /** Cancels a running run; when this succeeds the run has ended with `agent_error` `cancelled`. */
   readonly cancel: (principal: Principal, runId: string) => Effect.Effect<void, RequestError | DatabaseError>
@@ -60,6 +67,8 @@ interface ActiveRun {
   readonly loop: Fiber.RuntimeFiber<RunResult, RunFailure>
   /** How the run ended once its end is stored: None when this process could not store it. */
   readonly outcome: Deferred.Deferred<Option.Option<EndStatus | "ended elsewhere">>
+  /** Its end, stored already, when an interrupting send cancelled it in the log: its loop's exit is this. */
+  cancelled?: Terminal
 }
 
 const make = Effect.gen(function*() {
@@ -74,22 +83,22 @@ const make = Effect.gen(function*() {
   const runs = new Map<string, ActiveRun>()
   let shuttingDown = false
   let draining = false
-
-  const leases = yield* makeLeases(() => [...runs.keys()])
-  // Runs of processes that are gone can never end by themselves.
-  yield* leases.sweep.pipe(
-    Effect.mapError((cause) =>
-      new StartupError({ component: "supervisor", reason: "could not end the runs of stopped processes", cause })
-    )
-  )
-  yield* leases.start
+  // `on_busy`: interrupting and queued sends, and the start of a thread's next queued message.
+  const multitask = makeMultitask({
+    eventLog,
+    agent: model.agent,
+    nudge: monitor.nudge,
+    start: (context, latch) => start(context, latch),
+    cancelInLog: (run) => cancelInLog(run),
+    stopping: () => draining || shuttingDown
+  })
 
   /** The run's life after its loop: the terminal event stored (retried while the database is lost). */
   const finish = (context: RunContext, run: ActiveRun) =>
     Effect.gen(function*() {
       const startedAt = yield* Clock.currentTimeMillis
       const exit = yield* Fiber.await(run.loop)
-      const terminal = yield* terminalOf({ runId: context.runId, shuttingDown }, exit)
+      const terminal = run.cancelled ?? (yield* terminalOf({ runId: context.runId, shuttingDown }, exit))
       const stored = yield* storeEnd(eventLog, databaseCheck, monitor.nudge, context.threadId, context.runId, terminal)
       const status = Option.map(stored, (mine) => mine ? terminal.status : "ended elsewhere" as const)
       const now = yield* Clock.currentTimeMillis
@@ -105,7 +114,9 @@ const make = Effect.gen(function*() {
       yield* Deferred.succeed(run.outcome, status)
     }).pipe(
       Effect.onInterrupt(() => Deferred.succeed(run.outcome, Option.none())),
-      Effect.ensuring(Effect.sync(() => runs.delete(context.runId)))
+      Effect.ensuring(Effect.sync(() => runs.delete(context.runId))),
+      // The thread is free: its next queued message starts.
+      Effect.zipRight(multitask.next(context.threadId))
     )
 
   const start = (context: RunContext, latch: Deferred.Deferred<void>) =>
@@ -132,51 +143,118 @@ const make = Effect.gen(function*() {
       yield* finish(context, run).pipe(annotate, Effect.interruptible, Effect.forkIn(scope))
     })
 
+  // Runs of processes that are gone can never end by themselves; nor can a queue whose next run they
+  // were to start.
+  const leases = yield* makeLeases(() => [...runs.keys()], multitask.next)
+  yield* leases.sweep.pipe(
+    Effect.mapError((cause) =>
+      new StartupError({ component: "supervisor", reason: "could not end the runs of stopped processes", cause })
+    )
+  )
+  yield* leases.start
+
+  /**
+   * Stores the message and starts its run, or (`enqueue`) queues it; `busy` when it may do neither.
+   * `first` runs in the same transaction, once the sender may write, before the message is stored.
+   */
+  const post = (
+    principal: Principal,
+    threadId: string,
+    content: string,
+    accepted: (ids: Accepted) => Effect.Effect<void>,
+    enqueue: boolean,
+    first: Effect.Effect<void, DatabaseError> = Effect.void
+  ) =>
+    Effect.gen(function*() {
+      const latch = yield* Deferred.make<void>()
+      const { ids } = yield* eventLog.transaction(
+        Effect.gen(function*() {
+          yield* access.write(principal, threadId)
+          yield* first
+          const messageId = yield* threads.insertMessage({ threadId, userId: principal.userId, content })
+          yield* eventLog.append(threadId, [
+            draft("message_created", null, { message_id: messageId, user_id: principal.userId, content })
+          ])
+          if (enqueue) {
+            const { runId, started } = yield* multitask.enqueue(threadId, messageId)
+            return { ids: { messageId, runId }, started }
+          }
+          const runId = yield* eventLog.startRun({ threadId, messageId, agent: model.agent })
+          if (Option.isNone(runId)) {
+            return yield* Effect.fail(RequestError.busy("a run is already active in this thread"))
+          }
+          return { ids: { messageId, runId: runId.value }, started: Option.some({ messageId, runId: runId.value }) }
+        }).pipe(Effect.catchTag("LifecycleError", () => Effect.fail(RequestError.notFound("thread")))),
+        ({ ids, started }) =>
+          Effect.zipRight(
+            Option.match(started, { onNone: () => Effect.void, onSome: (run) => start({ threadId, ...run }, latch) }),
+            accepted(ids)
+          )
+      )
+      yield* Deferred.succeed(latch, undefined)
+      return ids
+    })
+
   const send = Effect.fn("Supervisor.send")(function*(
     principal: Principal,
     threadId: string,
     content: string,
-    accepted: (ids: Accepted) => Effect.Effect<void>
+    accepted: (ids: Accepted) => Effect.Effect<void>,
+    onBusy: OnBusy = "reject"
   ) {
     if (draining) return yield* Effect.fail(RequestError.busy("the server is shutting down; reconnect elsewhere"))
-    const latch = yield* Deferred.make<void>()
-    const ids = yield* eventLog.transaction(
-      Effect.gen(function*() {
-        yield* access.write(principal, threadId)
-        const messageId = yield* threads.insertMessage({ threadId, userId: principal.userId, content })
-        yield* eventLog.append(threadId, [
-          draft("message_created", null, { message_id: messageId, user_id: principal.userId, content })
-        ])
-        const runId = yield* eventLog.startRun({ threadId, messageId, agent: model.agent })
-        if (Option.isNone(runId)) return yield* Effect.fail(RequestError.busy("a run is already active in this thread"))
-        return { messageId, runId: runId.value }
-      }).pipe(Effect.catchTag("LifecycleError", () => Effect.fail(RequestError.notFound("thread")))),
-      (ids) => Effect.zipRight(start({ threadId, ...ids }, latch), accepted(ids))
-    )
-    yield* Deferred.succeed(latch, undefined)
-    return ids
+    if (onBusy === "interrupt") {
+      return yield* multitask.interrupt(threadId, (first) => post(principal, threadId, content, accepted, false, first))
+    }
+    return yield* post(principal, threadId, content, accepted, onBusy === "enqueue")
   })
+
+  /** Ends a running run with `agent_error` `cancelled`: through its loop here, or in the log for another process's. */
+  const stop = (run: RunRecord) =>
+    Effect.gen(function*() {
+      const notFound = RequestError.notFound("run")
+      if (run.status !== "running") return yield* Effect.fail(notFound)
+      const active = runs.get(run.runId)
+      if (active !== undefined) {
+        yield* Fiber.interrupt(active.loop)
+        const status = yield* Deferred.await(active.outcome)
+        if (Option.isNone(status)) {
+          return yield* Effect.fail(RequestError.internal("the cancellation could not be stored"))
+        }
+        if (status.value !== "cancelled") return yield* Effect.fail(notFound)
+        return
+      }
+      // Running in the log but not here: another process runs it, or ran it.
+      if (!(yield* cancelInLog(run))) return yield* Effect.fail(notFound)
+      // Ended here: so is the thread's next queued message started, after the cancel's answer.
+      yield* Effect.forkIn(multitask.next(run.threadId), scope)
+    })
+
+  /**
+   * The cancel of a run in the log, in the caller's transaction if any: its open tool calls closed, then
+   * `agent_error` `cancelled`; false when it had ended. Another process's loop of it stops at its next
+   * event, which the log refuses; a loop of it here is stopped once this commits, its end this one.
+   */
+  const cancelInLog = (run: RunRecord) =>
+    Effect.gen(function*() {
+      const terminal = failed(run.runId, RunErrorCode.Cancelled, "the run was cancelled")
+      const ended = yield* eventLog.endRun(run.threadId, run.runId, terminal)
+      if (!ended) return false
+      yield* afterCommit(Effect.suspend(() => {
+        const active = runs.get(run.runId)
+        if (active === undefined) return Effect.void
+        active.cancelled = terminal
+        return Effect.asVoid(Fiber.interruptFork(active.loop))
+      }))
+      return true
+    })
 
   const cancel = Effect.fn("Supervisor.cancel")(function*(principal: Principal, runId: string) {
     const notFound = RequestError.notFound("run")
     const run = yield* eventLog.findRun(runId)
     if (Option.isNone(run)) return yield* Effect.fail(notFound)
     yield* access.read(principal, run.value.threadId).pipe(Effect.catchTag("RequestError", () => Effect.fail(notFound)))
-    if (run.value.status !== "running") return yield* Effect.fail(notFound)
-    const active = runs.get(runId)
-    if (active !== undefined) {
-      yield* Fiber.interrupt(active.loop)
-      const status = yield* Deferred.await(active.outcome)
-      if (Option.isNone(status)) {
-        return yield* Effect.fail(RequestError.internal("the cancellation could not be stored"))
-      }
-      if (status.value !== "cancelled") return yield* Effect.fail(notFound)
-      return
-    }
-    // Running in the log but not here: another process runs it, or ran it. Ending it in the log is the
-    // cancel; its owner's next event is then refused and its loop stops.
-    const terminal = failed(runId, RunErrorCode.Cancelled, "the run was cancelled")
-    if (!(yield* eventLog.endRun(run.value.threadId, runId, terminal))) return yield* Effect.fail(notFound)
+    yield* stop(run.value)
   })
 
   const activeRuns = Effect.sync(() => runs.size)

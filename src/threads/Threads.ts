@@ -174,14 +174,6 @@ export class Threads extends Effect.Service<Threads>()("agent-chat/Threads", {
       )
     }
 
-    const recentMessages = (threadId: string, limit: number) =>
-      sql<{ id: string; user_id: string; content: string; created_at: Date }>`
-        SELECT id, user_id, content, created_at FROM messages WHERE thread_id = ${threadId}
-        ORDER BY position DESC LIMIT ${limit}`.pipe(
-        Effect.map((rows) => messageRows(rows).reverse()),
-        Effect.mapError(dbError("read messages"))
-      )
-
     return {
       create,
       listForUser,
@@ -191,8 +183,7 @@ export class Threads extends Effect.Service<Threads>()("agent-chat/Threads", {
       addMembers,
       removeMembers,
       insertMessage,
-      searchMessages,
-      recentMessages
+      searchMessages
     } as const
   })
 }) {}

@@ -15,7 +15,7 @@ export interface SendRecord {
   readonly via: Via
   /** "ok", or the error: a RequestError's code, "database", or "uncertain" when its commit may have applied. */
   readonly answer: string
-  readonly runId?: string
+  readonly runId?: string | null
 }
 
 export interface CancelRecord {

@@ -95,9 +95,7 @@ export const threads = (messages: MessageTable, lost: () => boolean) => {
           yield* afterCommit(keep)
           return messageId
         }).pipe(unless(lost, "insert message")),
-      searchMessages: () => Effect.succeed([]),
-      recentMessages: (threadId, limit) =>
-        Effect.sync(() => (messages.get(threadId) ?? []).slice(-limit)).pipe(unless(lost, "read messages"))
+      searchMessages: () => Effect.succeed([])
     })
   )
 }
@@ -125,7 +123,7 @@ export const reachable = (
       name === "afterCommit" ?
         member :
         Effect.isEffect(member) ?
-        guard(member) :
+        guard(member as Effect.Effect<unknown, unknown>) :
         (...args: Array<never>) => guard((member as (...args: Array<never>) => Effect.Effect<unknown>)(...args))
     ])
   ) as unknown as EventStore["Type"]

@@ -69,8 +69,7 @@ const fakes = (env: HubEnv, nudges: { count: number }) => {
     addMembers: unused,
     removeMembers: unused,
     insertMessage: unused,
-    searchMessages: unused,
-    recentMessages: unused
+    searchMessages: unused
   })
   const auth = Auth.of({
     verify: (token) =>
