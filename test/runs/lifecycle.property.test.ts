@@ -27,8 +27,10 @@ const expectLifecycle = (s: Scenario) => {
   if (violations.length > 0) throw new Error(`the lifecycle broke:\n${violations.join("\n")}`)
 }
 
+// 300 cases take 15 to 20 s alone on this machine; twice that beside another suite.
 it.prop("every run ends, once, as its cause calls for", [scenario], ([s]) => expectLifecycle(s), {
-  fastCheck: { numRuns: 300 }
+  fastCheck: { numRuns: 300 },
+  timeout: 120_000
 })
 
 /** Scenarios the property once shrank to, kept so that what they found stays fixed. */
