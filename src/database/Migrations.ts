@@ -98,8 +98,15 @@ const messageQueue = Effect.gen(function*() {
   yield* sql`CREATE UNIQUE INDEX runs_one_per_message ON runs (message_id)`
 })
 
+// The tokens of a completed run's model requests, as the provider reported them (agent_completed's usage).
+const runUsage = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`ALTER TABLE runs ADD COLUMN input_tokens bigint, ADD COLUMN output_tokens bigint`
+})
+
 export const loader = Migrator.fromRecord({
   "0001_init": init,
   "0002_run_leases": runLeases,
-  "0003_message_queue": messageQueue
+  "0003_message_queue": messageQueue,
+  "0004_run_usage": runUsage
 })

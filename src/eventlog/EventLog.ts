@@ -302,7 +302,8 @@ const make = Effect.gen(function*() {
       )
       drafts.push({ ...terminal.event, run_id: runId })
       const code = terminal.event.event_type === "agent_error" ? terminal.event.data.code : null
-      yield* store.finishRun(runId, terminal.status, code, new Date(now))
+      const usage = terminal.event.event_type === "agent_completed" ? terminal.event.data.usage ?? null : null
+      yield* store.finishRun(runId, terminal.status, code, new Date(now), usage)
       const first = yield* store.allocate(threadId, drafts.length)
       if (Option.isNone(first)) return false
       yield* storeDrafts(threadId, drafts, first.value, now, terminal.eventId)

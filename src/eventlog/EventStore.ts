@@ -19,6 +19,11 @@ export const CONVERSATION_EVENTS: ReadonlyArray<EventType> = [
   "agent_completed"
 ]
 
+export interface RunUsage {
+  readonly input_tokens: number
+  readonly output_tokens: number
+}
+
 export type RunStatus = "running" | "completed" | "failed" | "cancelled"
 export type EndStatus = Exclude<RunStatus, "running">
 
@@ -29,6 +34,8 @@ export interface RunRecord {
   readonly status: RunStatus
   /** The process that runs it; null for runs of an earlier version. */
   readonly owner: string | null
+  /** The tokens its model requests used, once it has completed, when the provider reported them. */
+  readonly usage: RunUsage | null
   /** Whether its lease has run out (by the store's clock, as it reads the run): its owner may be gone. */
   readonly leaseExpired: boolean
 }
@@ -80,7 +87,8 @@ export class EventStore extends Context.Tag("agent-chat/EventStore")<EventStore,
     runId: string,
     status: EndStatus,
     errorCode: string | null,
-    at: Date
+    at: Date,
+    usage: RunUsage | null
   ) => Effect.Effect<void, DatabaseError>
   /** False when the run has used this tool call id already. */
   readonly openTool: (

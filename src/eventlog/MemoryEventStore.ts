@@ -125,15 +125,15 @@ export const makeMemoryStore = Effect.gen(function*() {
           }
           const { agent: _agent, lease, startedAt: _startedAt, ...record } = run
           state.runs.set(run.runId, {
-            record: { ...record, status: "running" },
+            record: { ...record, status: "running", usage: null },
             leaseUntil: now + Duration.toMillis(lease)
           })
           return true
         })),
-    finishRun: (runId, status) =>
+    finishRun: (runId, status, _errorCode, _at, usage) =>
       op("finish run", () => {
         const row = state.runs.get(runId)
-        if (row !== undefined) row.record = { ...row.record, status }
+        if (row !== undefined) row.record = { ...row.record, status, usage }
       }),
     openTool: (runId, toolCallId, tool, at) =>
       op("open tool call", () => {

@@ -44,6 +44,8 @@ interface RunRow {
   readonly status: RunStatus
   readonly owner: string | null
   readonly lease_expired: boolean
+  readonly input_tokens: number | null
+  readonly output_tokens: number | null
 }
 
 const toRun = (r: RunRow): RunRecord => ({
@@ -52,7 +54,10 @@ const toRun = (r: RunRow): RunRecord => ({
   messageId: r.message_id,
   status: r.status,
   owner: r.owner,
-  leaseExpired: r.lease_expired
+  leaseExpired: r.lease_expired,
+  usage: r.input_tokens === null || r.output_tokens === null
+    ? null
+    : { input_tokens: Number(r.input_tokens), output_tokens: Number(r.output_tokens) }
 })
 
 const failed = (reason: string) => (cause: SqlError) => new DatabaseError({ reason, cause })
@@ -64,7 +69,7 @@ const make = Effect.gen(function*() {
   const provide = Effect.provideService(SqlClient.SqlClient, sql)
 
   const eventColumns = sql`id, thread_id, run_id, seq, created_at, event_type, data`
-  const runColumns = sql`id, thread_id, message_id, status, owner,
+  const runColumns = sql`id, thread_id, message_id, status, owner, input_tokens, output_tokens,
     (lease_expires_at IS NULL OR lease_expires_at < now()) AS lease_expired`
 
   return EventStore.of({
@@ -104,8 +109,10 @@ const make = Effect.gen(function*() {
           ${run.owner}, now() + make_interval(secs => ${seconds(run.lease)}))
         ON CONFLICT (thread_id) WHERE status = 'running' DO NOTHING
         RETURNING id`.pipe(Effect.map((rows) => rows.length > 0), Effect.mapError(failed("insert run"))),
-    finishRun: (runId, status, errorCode, at) =>
-      sql`UPDATE runs SET status = ${status}, error_code = ${errorCode}, ended_at = ${at} WHERE id = ${runId}`.pipe(
+    finishRun: (runId, status, errorCode, at, usage) =>
+      sql`UPDATE runs SET status = ${status}, error_code = ${errorCode}, ended_at = ${at},
+        input_tokens = ${usage?.input_tokens ?? null}, output_tokens = ${usage?.output_tokens ?? null}
+        WHERE id = ${runId}`.pipe(
         Effect.asVoid,
         Effect.mapError(failed("finish run"))
       ),

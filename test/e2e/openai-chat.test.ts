@@ -5,13 +5,14 @@
  */
 import { FetchHttpClient } from "@effect/platform"
 import { afterEach, expect, layer } from "@effect/vitest"
-import { Duration, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
+import { EventLog } from "../../src/eventlog/EventLog.ts"
 import { remoteModel } from "../../src/llm/Providers.ts"
 import { callPieces, delta, finish, sse, usage } from "../llm/OpenAiChatHarness.ts"
 import { FakeLlmServer } from "../utils/FakeLlmServer.ts"
 import { expectRunShape } from "../utils/invariants.ts"
-import { TestServer, type TestServerShape, withServer } from "../utils/TestServer.ts"
+import { service, TestServer, type TestServerShape, withServer } from "../utils/TestServer.ts"
 import { until } from "../utils/until.ts"
 
 const PATH = "/v1/chat/completions"
@@ -93,6 +94,12 @@ layer(
       expect(terminal).toMatchObject({
         event_type: "agent_completed",
         data: { response: "Hello, world", usage: { input_tokens: 12, output_tokens: 3 } }
+      })
+      // Stored on the run too.
+      const run = await Effect.runPromise(service(server, EventLog).findRun(terminal.run_id!))
+      expect(Option.getOrThrow(run)).toMatchObject({
+        status: "completed",
+        usage: { input_tokens: 12, output_tokens: 3 }
       })
       const [request] = requests()
       expect(request!.body).toMatchObject({ model: "test-model", stream: true })
