@@ -72,6 +72,8 @@ export interface LlmConfig {
   readonly model: Option.Option<string>
   readonly maxOutputTokens: Option.Option<number>
   readonly temperature: Option.Option<number>
+  /** Anthropic: extended thinking with this budget of tokens (at least 1024); none leaves it off. */
+  readonly thinkingTokens: Option.Option<number>
   /** How much of the thread's history (in characters) a model request carries, newest first. */
   readonly historyChars: number
   /** To the first byte of an answer, and between two pieces of its stream. */
@@ -158,6 +160,7 @@ export const defaults = {
     model: Option.none(),
     maxOutputTokens: Option.none(),
     temperature: Option.none(),
+    thinkingTokens: Option.none(),
     historyChars: 32_000,
     requestTimeout: Duration.seconds(60),
     startupCheck: true,

@@ -72,6 +72,11 @@ const llmConfig: Config.Config<LlmConfig> = Config.all({
       Config.validate({ message: "LLM_TEMPERATURE must be from 0 to 2", validation: (t) => t >= 0 && t <= 2 })
     )
   ).pipe(Config.withDescription("sampling temperature; the provider's default when unset")),
+  thinkingTokens: Config.option(
+    Config.integer("LLM_THINKING_TOKENS").pipe(
+      Config.validate({ message: "LLM_THINKING_TOKENS must be at least 1024", validation: (n) => n >= 1024 })
+    )
+  ).pipe(Config.withDescription("anthropic: extended thinking with this token budget; off when unset")),
   historyChars: positiveInt("LLM_HISTORY_CHARS", llm.historyChars, "characters of thread history per model request"),
   requestTimeout: millis(
     "LLM_REQUEST_TIMEOUT_MS",

@@ -22,8 +22,16 @@ export const AnthropicLayer = (
   AnthropicLanguageModel.layer({
     model: settings.model,
     config: {
-      max_tokens: Option.getOrElse(settings.maxOutputTokens, () => DEFAULT_MAX_TOKENS),
-      ...Option.match(settings.temperature, { onNone: () => ({}), onSome: (t) => ({ temperature: t }) })
+      // Thinking counts towards max_tokens, which must exceed its budget.
+      max_tokens: Option.getOrElse(
+        settings.maxOutputTokens,
+        () => DEFAULT_MAX_TOKENS + Option.getOrElse(settings.thinkingTokens ?? Option.none(), () => 0)
+      ),
+      ...Option.match(settings.temperature, { onNone: () => ({}), onSome: (t) => ({ temperature: t }) }),
+      ...Option.match(settings.thinkingTokens ?? Option.none(), {
+        onNone: () => ({}),
+        onSome: (budget) => ({ thinking: { type: "enabled" as const, budget_tokens: budget } })
+      })
     }
   }).pipe(
     Layer.provide(AnthropicClient.layer({

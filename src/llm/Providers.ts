@@ -41,6 +41,7 @@ export const providerSettings = (config: AppConfigShape): Option.Option<Provider
     model: Option.getOrElse(llm.model, () => ""),
     maxOutputTokens: llm.maxOutputTokens,
     temperature: llm.temperature,
+    thinkingTokens: llm.thinkingTokens,
     requestTimeout: llm.requestTimeout
   })
 }

@@ -20,6 +20,8 @@ export interface ProviderSettings {
   readonly model: string
   readonly maxOutputTokens: Option.Option<number>
   readonly temperature: Option.Option<number>
+  /** Anthropic's extended thinking budget; none leaves thinking off. */
+  readonly thinkingTokens?: Option.Option<number>
   /** To the first byte of an answer, and between two chunks of a stream. */
   readonly requestTimeout: Duration.Duration
 }

@@ -66,6 +66,13 @@ export const makeRunLoop = Effect.gen(function*() {
         let text = ""
         let finished = false
         const calls: Array<ToolCall> = []
+        const thoughts = new Map<string, { text: string; options: Record<string, any> }>()
+        const thought = (id: string, delta: string, metadata: Record<string, any> | undefined) => {
+          const block = thoughts.get(id) ?? { text: "", options: {} }
+          block.text += delta
+          if (metadata !== undefined) { for (const [k, v] of Object.entries(metadata)) block.options[k] = v }
+          thoughts.set(id, block)
+        }
         yield* modelCall.stream({ prompt: Prompt.make(messages), toolkit: dispatcher.toolkit }).pipe(
           Stream.mapError((failure) =>
             new RunFailure({
@@ -75,7 +82,12 @@ export const makeRunLoop = Effect.gen(function*() {
           ),
           Stream.runForEach((part): Effect.Effect<void, RunFailure | EmitError> => {
             switch (part.type) {
+              case "reasoning-start":
+              case "reasoning-end":
+                thought(part.id, "", part.metadata)
+                return Effect.void
               case "reasoning-delta":
+                thought(part.id, part.delta, part.metadata)
                 return part.delta.length === 0
                   ? Effect.void
                   : emit(draft("agent_thinking", context.runId, { text: part.delta }))
@@ -119,6 +131,12 @@ export const makeRunLoop = Effect.gen(function*() {
         messages.push({
           role: "assistant",
           content: [
+            // Anthropic's extended thinking requires the signed thinking before the tool calls it led to.
+            ...[...thoughts.values()].filter((t) => t.options.anthropic !== undefined).map((t) => ({
+              type: "reasoning" as const,
+              text: t.text,
+              options: t.options
+            })),
             ...(text.length > 0 ? [{ type: "text" as const, text }] : []),
             ...calls.map((call) => ({
               type: "tool-call" as const,

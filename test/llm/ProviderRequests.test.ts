@@ -133,6 +133,23 @@ describe("what the providers send", () => {
       expect(body.max_tokens).toBe(4096)
       expect(body).not.toHaveProperty("temperature")
     }))
+
+  it.scopedLive("Messages API: LLM_THINKING_TOKENS turns extended thinking on, max_tokens above its budget", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeServer
+      server.script(messages.path, Fake.messagesText(["5"]), Fake.messagesText(["6"]))
+      const unset = messages.settings(server.url, { maxOutputTokens: Option.none() })
+      yield* streamParts(messages, unset)
+      expect(server.requestsTo("/v1/messages")[0]!.body).not.toHaveProperty("thinking")
+      const settings = messages.settings(server.url, {
+        maxOutputTokens: Option.none(),
+        thinkingTokens: Option.some(2048)
+      })
+      yield* streamParts(messages, settings)
+      const body = server.requestsTo("/v1/messages")[1]!.body
+      expect(body.thinking).toEqual({ type: "enabled", budget_tokens: 2048 })
+      expect(body.max_tokens).toBe(4096 + 2048)
+    }))
 })
 
 describe.each(cases)("$name and the requestTimeout", (c) => {
