@@ -3,8 +3,8 @@
  * earlier run's tool calls with their results and its answer, read from the
  * event log and kept newest first within LLM_HISTORY_CHARS. A message and
  * the runs it started are kept or dropped together, so a tool call never
- * goes without its result. In a thread where several users speak, each
- * message names its author.
+ * goes without its result. In a thread of several members (or where
+ * several users have spoken), each message names its author.
  */
 import type { Prompt } from "@effect/ai"
 import { Effect } from "effect"
@@ -12,6 +12,7 @@ import { AppConfig } from "../config/AppConfig.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { AUTHOR, type Author } from "../llm/SimpleModel.ts"
 import type { StoredEvent } from "../protocol/Events.ts"
+import { Threads } from "../threads/Threads.ts"
 
 /** Events read per request at most; far more than a usual history budget holds. */
 const EVENTS = 500
@@ -128,24 +129,28 @@ const toMessages = (unit: Unit, namedAuthors: boolean): Array<Prompt.MessageEnco
 
 export const makeHistory = Effect.gen(function*() {
   const eventLog = yield* EventLog
+  const threads = yield* Threads
   const { llm } = yield* AppConfig
 
   /** The history of the run of `messageId`, that message last. */
   const load = (threadId: string, messageId: string) =>
-    Effect.map(eventLog.conversation(threadId, LAST_SEQ, EVENTS), (events) => {
-      const units = unitsOf(events, messageId)
-      const kept: Array<Unit> = []
-      let budget = llm.historyChars
-      for (let i = units.length - 1; i >= 0; i--) {
-        const cost = unitSize(units[i]!)
-        // The run's own message is always sent, whatever its size.
-        if (kept.length > 0 && cost > budget) break
-        budget -= cost
-        kept.unshift(units[i]!)
+    Effect.map(
+      Effect.all([eventLog.conversation(threadId, LAST_SEQ, EVENTS), threads.memberCount(threadId)]),
+      ([events, members]) => {
+        const units = unitsOf(events, messageId)
+        const kept: Array<Unit> = []
+        let budget = llm.historyChars
+        for (let i = units.length - 1; i >= 0; i--) {
+          const cost = unitSize(units[i]!)
+          // The run's own message is always sent, whatever its size.
+          if (kept.length > 0 && cost > budget) break
+          budget -= cost
+          kept.unshift(units[i]!)
+        }
+        const namedAuthors = members > 1 || new Set(kept.map((unit) => unit.userId)).size > 1
+        return kept.flatMap((unit) => toMessages(unit, namedAuthors))
       }
-      const namedAuthors = new Set(kept.map((unit) => unit.userId)).size > 1
-      return kept.flatMap((unit) => toMessages(unit, namedAuthors))
-    })
+    )
 
   return { load } as const
 })

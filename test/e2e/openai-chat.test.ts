@@ -27,7 +27,8 @@ const config = {
     apiKey: Option.some(Redacted.make(KEY)),
     model: Option.some("test-model"),
     requestTimeout: Duration.millis(800),
-    rateLimitRetry: { attempts: 2, maxDelay: Duration.seconds(2) }
+    rateLimitRetry: { attempts: 2, maxDelay: Duration.seconds(2) },
+    historyChars: 12_000
   },
   runTimeout: Duration.seconds(10)
 }
@@ -160,6 +161,21 @@ layer(
       expect(JSON.parse(messages[3].content)).toMatchObject({ result: 42 })
       expect(messages[4].content).toBe("It is 42.")
       expect(messages[5].content).toBe("bob: what did I ask?")
+    }))
+
+  it.effect("keeps the newest history within LLM_HISTORY_CHARS, dropping the oldest messages first", () =>
+    withServer(async (server) => {
+      fake.script(PATH, answer("one"), answer("two"), answer("three"))
+      const first = await finished(server, `${"x".repeat(8_000)} (the oldest)`)
+      await finished(server, "y".repeat(5_000), "alice", first.thread_id)
+      await finished(server, "the newest", "alice", first.thread_id)
+      const messages = requests()[2]!.body.messages as Array<any>
+      // A budget of 12,000 characters: the oldest message and its answer no longer fit beside the rest.
+      expect(messages.map((m) => m.role)).toEqual(["system", "user", "assistant", "user"])
+      expect(messages[1].content).toBe(`alice: ${"y".repeat(5_000)}`)
+      expect(messages[2].content).toBe("two")
+      expect(messages[3].content).toBe("alice: the newest")
+      expect(JSON.stringify(messages)).not.toContain("(the oldest)")
     }))
 
   it.effect("frames a call to a tool that does not exist, tells the model, and goes on", () =>

@@ -79,7 +79,7 @@ export const threads = (messages: MessageTable, lost: () => boolean) => {
       listForUser: unused,
       describe: unused,
       membership: unused,
-      memberCount: unused,
+      memberCount: () => Effect.succeed(1).pipe(unless(lost, "count members")),
       addMembers: unused,
       removeMembers: unused,
       insertMessage: (input) =>
