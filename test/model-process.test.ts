@@ -8,9 +8,8 @@ import { Effect } from "effect"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ChatClient } from "../src/client/ChatClient.ts"
 import { FakeLlmServer } from "./utils/FakeLlmServer.ts"
-import { freePort, startMain, waitForStatus } from "./utils/process.ts"
+import { devClient, freePort, startMain, waitForStatus } from "./utils/process.ts"
 
 const chunk = (delta: object, finish: string | null = null) => ({
   id: "c-1",
@@ -69,11 +68,7 @@ describe("the server process with LLM_PROVIDER=openai-chat", () => {
               model: "llama3.2",
               base_url: `${fake.url}/v1`
             })
-            const { token } = await (await fetch(`http://127.0.0.1:${port}/api/dev/token`, {
-              method: "POST",
-              body: JSON.stringify({ user_id: "alice" })
-            })).json()
-            const client = await ChatClient.connect(`ws://127.0.0.1:${port}/ws`, { token })
+            const { client } = await devClient(port, "alice")
             const { thread_id } = await client.request({ type: "create_thread" })
             const sent = await client.request({ type: "send_message", thread_id, content: "what is 2^10?" })
             const terminal = await client.waitRunEnd(sent.run_id)

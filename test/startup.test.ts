@@ -3,10 +3,9 @@ import { Context, Duration, Effect, Exit, Fiber, Layer, Redacted, TestClock, Tes
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ChatClient } from "../src/client/ChatClient.ts"
 import { startupRetrySchedule } from "../src/config/AppConfig.ts"
 import * as Database from "../src/database/Database.ts"
-import { freePort, startMain, waitForStatus } from "./utils/process.ts"
+import { devClient, freePort, startMain, waitForStatus } from "./utils/process.ts"
 
 class Dependency extends Context.Tag("test/Dependency")<Dependency, true>() {}
 
@@ -147,11 +146,7 @@ describe("the server process", () => {
             LOG_LEVEL: "debug"
           })
           await waitForStatus(`http://127.0.0.1:${port}/health/ready`, 200, 60_000)
-          const { token } = await (await fetch(`http://127.0.0.1:${port}/api/dev/token`, {
-            method: "POST",
-            body: JSON.stringify({ user_id: "alice" })
-          })).json()
-          const client = await ChatClient.connect(`ws://127.0.0.1:${port}/ws`, { token })
+          const { client, token } = await devClient(port, "alice")
           const { thread_id } = await client.request({ type: "create_thread" })
           const sent = await client.request({ type: "send_message", thread_id, content: "what is 2 ^ 10" })
           const terminal = await client.waitRunEnd(sent.run_id)

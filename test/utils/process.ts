@@ -2,6 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
+import { ChatClient } from "../../src/client/ChatClient.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -118,4 +119,13 @@ export const within = <A>(promise: Promise<A>, timeoutMs: number, what: string) 
       timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms`)), timeoutMs)
     })
   ]).finally(() => clearTimeout(timer))
+}
+
+/** A dev token for `userId` from a development server on `port`, and a client connected with it. */
+export const devClient = async (port: number, userId: string) => {
+  const { token } = await (await fetch(`http://127.0.0.1:${port}/api/dev/token`, {
+    method: "POST",
+    body: JSON.stringify({ user_id: userId })
+  })).json()
+  return { token: token as string, client: await ChatClient.connect(`ws://127.0.0.1:${port}/ws`, { token }) }
 }
