@@ -8,7 +8,7 @@
 import { afterEach, expect, layer } from "@effect/vitest"
 import { FakeLlmServer } from "../utils/FakeLlmServer.ts"
 import * as Fake from "../utils/FakeProviders.ts"
-import { finished, KEY, remoteServer, send } from "../utils/RemoteServer.ts"
+import { finished, KEY, llmRequests, modelHealth, remoteServer, send } from "../utils/RemoteServer.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 import { until } from "../utils/until.ts"
 
@@ -139,10 +139,17 @@ layer(
         PATH,
         errorAfterFirstDelta(Fake.messagesText(["Half", " an answer"]), "overloaded_error", "Overloaded")
       )
+      const [before, failedBefore] = [await modelHealth(server), await llmRequests(server, "anthropic", "failed")]
       const { events, terminal } = await finished(server, "hi")
       expect(events.filter((e) => e.event_type === "agent_response_delta").map((e) => e.data.delta)).toEqual(["Half"])
       expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "llm_failed" } })
-      expect(terminal.data.message).toContain("Overloaded")
+      expect(terminal.data.message).toMatch(/anthropic .*Overloaded/)
+      // Recorded as a failure of the model, as an error status is.
+      expect(await modelHealth(server)).toMatchObject({
+        failures_in_a_row: before.failures_in_a_row + 1,
+        last_failure: { reason: terminal.data.message }
+      })
+      expect(await llmRequests(server, "anthropic", "failed")).toBe(failedBefore + 1)
     }))
 
   it.effect("ends the run llm_failed when the stream ends before message_stop", () =>
@@ -152,6 +159,7 @@ layer(
       const { terminal } = await finished(server, "hi")
       expect(terminal.data).toMatchObject({ code: "llm_failed" })
       expect(terminal.data.message).toContain("anthropic")
+      expect((await modelHealth(server)).last_failure.reason).toBe(terminal.data.message)
     }))
 
   it.effect("cancel_run aborts the provider's request mid-stream and ends the run cancelled", () =>

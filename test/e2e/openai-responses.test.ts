@@ -8,14 +8,15 @@
 import { afterEach, expect, layer } from "@effect/vitest"
 import { FakeLlmServer } from "../utils/FakeLlmServer.ts"
 import * as Fake from "../utils/FakeProviders.ts"
-import { finished, KEY, remoteServer, send } from "../utils/RemoteServer.ts"
+import { finished, KEY, llmRequests, modelHealth, remoteServer, send } from "../utils/RemoteServer.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 import { until } from "../utils/until.ts"
 
 const PATH = "/v1/responses"
+const PROVIDER = "openai-responses"
 const MODEL = "gpt-4.1"
 const fake = await FakeLlmServer.start()
-const { config, model } = remoteServer("openai-responses", `${fake.url}/v1`, MODEL)
+const { config, model } = remoteServer(PROVIDER, `${fake.url}/v1`, MODEL)
 
 const requests = () => fake.requestsTo(PATH)
 /** The frames of `answer` up to its first text delta, then an `error` event, and the stream's end. */
@@ -124,13 +125,22 @@ layer(
       for (const client of server.clients) expect(JSON.stringify(client.events())).not.toContain(KEY)
     }))
 
-  it.effect("ends the run llm_failed on an error event in the middle of a 200 stream, after what streamed", () =>
+  it.effect("ends the run llm_failed on an error event in the middle of a 200 stream, a model failure like a status", () =>
     withServer(async (server) => {
-      fake.script(PATH, errorAfterFirstDelta(Fake.responsesText(["Half", " an answer"]), "The model is overloaded."))
-      const { events, terminal } = await finished(server, "hi")
+      const said = `The model is overloaded (request with key ${KEY}).`
+      fake.script(PATH, errorAfterFirstDelta(Fake.responsesText(["Half", " an answer"]), said))
+      const [before, failedBefore] = [await modelHealth(server), await llmRequests(server, PROVIDER, "failed")]
+      const { client, events, terminal } = await finished(server, "hi")
       expect(events.filter((e) => e.event_type === "agent_response_delta").map((e) => e.data.delta)).toEqual(["Half"])
       expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "llm_failed" } })
-      expect(terminal.data.message).toContain("The model is overloaded.")
+      expect(terminal.data.message).toMatch(/openai-responses .*The model is overloaded/)
+      expect(JSON.stringify(client.events())).not.toContain(KEY)
+      // Recorded as a failure of the model, as an error status is.
+      expect(await modelHealth(server)).toMatchObject({
+        failures_in_a_row: before.failures_in_a_row + 1,
+        last_failure: { reason: terminal.data.message }
+      })
+      expect(await llmRequests(server, PROVIDER, "failed")).toBe(failedBefore + 1)
     }))
 
   it.effect("ends the run llm_failed when the stream ends before the response completed", () =>
@@ -140,6 +150,7 @@ layer(
       const { terminal } = await finished(server, "hi")
       expect(terminal.data).toMatchObject({ code: "llm_failed" })
       expect(terminal.data.message).toContain("openai-responses")
+      expect((await modelHealth(server)).last_failure.reason).toBe(terminal.data.message)
     }))
 
   it.effect("cancel_run aborts the provider's request mid-stream and ends the run cancelled", () =>

@@ -57,3 +57,17 @@ export const finished = async (server: TestServerShape, content: string, userId 
   const terminal = await sent.client.waitRunEnd(sent.run_id)
   return { ...sent, terminal, events: expectRunShape(sent.client.events(sent.thread_id), sent.run_id) }
 }
+
+/** The `model` component of /health/ready. */
+export const modelHealth = async (server: TestServerShape): Promise<Record<string, any>> =>
+  (await (await server.fetch("/health/ready")).json()).components.model
+
+/** agentchat_llm_requests_total of `provider` with `outcome`, from /metrics (0 before the first). */
+export const llmRequests = async (server: TestServerShape, provider: string, outcome: string): Promise<number> => {
+  const metrics = await (await server.fetch("/metrics")).text()
+  const line = metrics.split("\n").find((l) =>
+    l.startsWith("agentchat_llm_requests_total{") && l.includes(`provider="${provider}"`) &&
+    l.includes(`outcome="${outcome}"`)
+  )
+  return line === undefined ? 0 : Number(line.split(" ").at(-1))
+}
