@@ -24,7 +24,9 @@ export const remoteServer = (provider: RemoteProvider, baseUrl: string, model: s
       baseUrl: Option.some(baseUrl),
       apiKey: Option.some(Redacted.make(KEY)),
       model: Option.some(model),
-      requestTimeout: Duration.millis(800),
+      // No suite here tests a stall (openai-chat.test.ts does): generous, so a loaded machine does not cut a
+      // stream off between two pieces.
+      requestTimeout: Duration.seconds(5),
       rateLimitRetry: { attempts: 2, maxDelay: Duration.seconds(2) }
     },
     runTimeout: Duration.seconds(10)
