@@ -4,7 +4,9 @@
  * between two), retried on a rate limit (429) after its Retry-After while
  * nothing has streamed yet, counted in the metrics, recorded in the model's
  * health, and failed with a message an operator can act on, naming the
- * provider and the status and never the key.
+ * provider and the status and never the key. An error the provider reports
+ * inside a stream, or an answer that ends without its finish, fails the
+ * request the same way.
  */
 import { AiError, LanguageModel, type Prompt, type Response, type Toolkit } from "@effect/ai"
 import { Clock, Data, Duration, Effect, Metric, Option, Redacted, Schedule, Stream } from "effect"
@@ -16,6 +18,16 @@ import { ModelStatus } from "./ModelStatus.ts"
 export class ModelFailure extends Data.TaggedError("ModelFailure")<{
   readonly kind: "failed" | "timeout"
   readonly message: string
+}> {}
+
+/**
+ * What a provider said went wrong inside a stream that began well (a 200): the Responses API's `error`
+ * event, the Messages API's `event: error` (overloaded_error…), which @effect/ai hands on as an `error`
+ * part; or an answer that ended without its finish. Failures of the request like an error status.
+ */
+export class StreamFailure extends Data.TaggedError("StreamFailure")<{
+  /** The provider's error object; none when the stream only ended early. */
+  readonly error?: unknown
 }> {}
 
 export interface ModelTurn {
@@ -46,6 +58,16 @@ const detailOf = (body: string | undefined): string | undefined => {
   }
   text = text.replace(/\s+/g, " ").trim()
   return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text
+}
+
+/** The words of an error object in a stream: its message, with its code (or type) when it has one. */
+const reportedOf = (error: unknown): string | undefined => {
+  if (typeof error === "string") return detailOf(error)
+  if (typeof error !== "object" || error === null) return undefined
+  const { code, message, type } = error as Record<string, unknown>
+  const kind = typeof code === "string" ? code : typeof type === "string" && type !== "error" ? type : undefined
+  const text = typeof message === "string" ? detailOf(message) : detailOf(JSON.stringify(error))
+  return kind === undefined || text === undefined ? text : `${text} (${kind})`
 }
 
 /** A URL without credentials or query, which may hold a key. */
@@ -93,6 +115,11 @@ export const describeFailure = (provider: string, error: unknown): string => {
   if (error instanceof AiError.MalformedInput) {
     return `${provider} could not be sent the request${error.description === undefined ? "" : `: ${error.description}`}`
   }
+  if (error instanceof StreamFailure) {
+    if (error.error === undefined) return `${provider} ended its answer without finishing it`
+    const said = reportedOf(error.error)
+    return `${provider} reported an error in its answer${said === undefined ? "" : `: ${said}`}`
+  }
   if (error instanceof AiError.UnknownError) return error.description ?? `${provider} failed`
   return `${provider} failed`
 }
@@ -126,15 +153,27 @@ export const makeModelCall = Effect.gen(function*() {
     Metric.increment(Metric.tagged(Metric.tagged(Metrics.llmRequests, "provider", info.provider), "outcome", outcome))
   const timeoutText = `${info.provider} sent nothing for ${Duration.format(llm.requestTimeout)}`
 
+  /**
+   * One request. An `error` part fails it, and so does an answer that ends with neither a finish nor a
+   * tool call: whatever the provider, the turn's stream then ends as a failed request, counted, logged
+   * and recorded in the model's health like an error status.
+   */
   const attempt = (turn: ModelTurn, onFirst: () => void) =>
     Stream.unwrap(Effect.map(Clock.currentTimeMillis, (started) => {
       let first = true
+      let ended = false
       const parts = model.streamText({
         prompt: turn.prompt,
         toolkit: turn.toolkit,
         disableToolCallResolution: true
       }) as Stream.Stream<Response.StreamPart<any>, AiError.AiError>
       return parts.pipe(
+        Stream.mapEffect((part) => {
+          if (part.type === "error") return Effect.fail(new StreamFailure({ error: part.error }))
+          if (part.type === "finish" || part.type === "tool-call") ended = true
+          return Effect.succeed(part)
+        }),
+        Stream.concat(Stream.suspend(() => ended ? Stream.empty : Stream.fail(new StreamFailure({})))),
         Stream.timeoutFail(() => new ModelFailure({ kind: "timeout", message: timeoutText }), llm.requestTimeout),
         Stream.tap((part) => {
           const effects: Array<Effect.Effect<void>> = []

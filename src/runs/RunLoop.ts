@@ -10,7 +10,6 @@ import { Clock, Data, Duration, Effect, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { makeModelCall } from "../llm/ModelCall.ts"
-import { ModelInfo } from "../llm/ModelInfo.ts"
 import type { ToolCall } from "../llm/SimpleModel.ts"
 import { RunErrorCode } from "../protocol/Codes.ts"
 import { draft, type EventDraft } from "../protocol/Events.ts"
@@ -49,7 +48,6 @@ export const makeRunLoop = Effect.gen(function*() {
   const history = yield* makeHistory
   const eventLog = yield* EventLog
   const config = yield* AppConfig
-  const info = yield* ModelInfo
 
   const run = (context: RunContext): Effect.Effect<RunResult, RunFailure> => {
     const emit = (event: EventDraft) => Effect.asVoid(eventLog.append(context.threadId, [event]))
@@ -64,7 +62,6 @@ export const makeRunLoop = Effect.gen(function*() {
       let usage: Usage | undefined
       for (let step = 0; step < config.maxAgentSteps; step++) {
         let text = ""
-        let finished = false
         const calls: Array<ToolCall> = []
         const thoughts = new Map<string, { text: string; options: Record<string, any> }>()
         const thought = (id: string, delta: string, metadata: Record<string, any> | undefined) => {
@@ -98,8 +95,8 @@ export const makeRunLoop = Effect.gen(function*() {
               case "tool-call":
                 if (part.providerExecuted !== true) calls.push({ id: part.id, name: part.name, input: part.params })
                 return Effect.void
+              // The model call fails a stream with an `error` part, or one that ends unfinished.
               case "finish": {
-                finished = true
                 const { inputTokens, outputTokens } = part.usage
                 if (inputTokens !== undefined || outputTokens !== undefined) {
                   usage = {
@@ -109,20 +106,11 @@ export const makeRunLoop = Effect.gen(function*() {
                 }
                 return Effect.void
               }
-              case "error":
-                return new RunFailure({ code: RunErrorCode.LlmFailed, message: errorText(part.error) })
               default:
                 return Effect.void
             }
           })
         )
-        // A provider that reports an error inside its stream (an `error` event) ends it without a finish.
-        if (!finished && calls.length === 0) {
-          return yield* new RunFailure({
-            code: RunErrorCode.LlmFailed,
-            message: `${info.provider} ended its answer without finishing it`
-          })
-        }
         response += text
         if (calls.length === 0) {
           const duration_ms = (yield* Clock.currentTimeMillis) - started
@@ -192,10 +180,3 @@ export const makeRunLoop = Effect.gen(function*() {
 })
 
 type EmitError = Effect.Effect.Error<ReturnType<EventLog["Type"]["append"]>>
-
-const errorText = (error: unknown): string => {
-  if (typeof error === "string") return `the model reported an error: ${error}`
-  const message = (error as { message?: unknown } | null)?.message ??
-    (error as { error?: { message?: unknown } } | null)?.error?.message
-  return typeof message === "string" ? `the model reported an error: ${message}` : "the model reported an error"
-}
