@@ -7,7 +7,7 @@
 import type { LanguageModel } from "@effect/ai"
 import { OpenAiClient, OpenAiLanguageModel } from "@effect/ai-openai"
 import type { HttpClient } from "@effect/platform"
-import { Layer, Option } from "effect"
+import { Effect, Layer, Option, Stream } from "effect"
 import { guardClient } from "./HttpGuard.ts"
 import type { ProviderSettings } from "./Settings.ts"
 
@@ -24,9 +24,32 @@ export const OpenAiResponsesLayer = (
       ...Option.match(settings.temperature, { onNone: () => ({}), onSome: (t) => ({ temperature: t }) })
     }
   }).pipe(
-    Layer.provide(OpenAiClient.layer({
-      apiKey: Option.getOrUndefined(settings.apiKey),
-      apiUrl: settings.baseUrl,
-      transformClient: guardClient(settings.requestTimeout)
-    }))
+    Layer.provide(Layer.scoped(
+      OpenAiClient.OpenAiClient,
+      Effect.map(
+        OpenAiClient.make({
+          apiKey: Option.getOrUndefined(settings.apiKey),
+          apiUrl: settings.baseUrl,
+          transformClient: guardClient(settings.requestTimeout)
+        }),
+        (client) => ({
+          ...client,
+          createResponseStream: (options) => Stream.map(client.createResponseStream(options), failedAsError)
+        })
+      )
+    ))
   )
+
+/**
+ * @effect/ai-openai reads `response.failed` as a normal finish (reason "stop"), so a failed response would
+ * end its run `agent_completed` with whatever had streamed. Read as the `error` event it is, it fails the
+ * model request with the provider's words.
+ */
+const failedAsError = (event: OpenAiClient.ResponseStreamEvent): OpenAiClient.ResponseStreamEvent =>
+  event.type !== "response.failed" ? event : ({
+    type: "error",
+    code: event.response.error?.code ?? "response_failed",
+    message: event.response.error?.message ?? "the response failed",
+    param: null,
+    sequence_number: event.sequence_number
+  } as unknown as OpenAiClient.ResponseStreamEvent)

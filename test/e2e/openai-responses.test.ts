@@ -153,6 +153,32 @@ layer(
       expect((await modelHealth(server)).last_failure.reason).toBe(terminal.data.message)
     }))
 
+  it.effect("ends the run llm_failed on response.failed, with the provider's words, not as a completed answer", () =>
+    withServer(async (server) => {
+      const answer = Fake.responsesText(["Half"])
+      const completed = answer.events.at(-1) as { response: Record<string, unknown>; sequence_number: number }
+      const failed = {
+        type: "response.failed",
+        sequence_number: completed.sequence_number,
+        response: {
+          ...completed.response,
+          status: "failed",
+          error: { code: "server_error", message: "The model crashed" },
+          usage: null
+        }
+      }
+      fake.script(PATH, {
+        ...answer,
+        events: [...answer.events.slice(0, -1), failed],
+        eventNames: [...answer.eventNames!.slice(0, -1), "response.failed"]
+      })
+      const { terminal } = await finished(server, "hi")
+      expect(terminal).toMatchObject({ event_type: "agent_error", data: { code: "llm_failed" } })
+      expect(terminal.data.message).toBe(
+        "openai-responses reported an error in its answer: The model crashed (server_error)"
+      )
+    }))
+
   it.effect("cancel_run aborts the provider's request mid-stream and ends the run cancelled", () =>
     withServer(async (server) => {
       const answer = Fake.responsesText(["thinking about it", " at length"])
