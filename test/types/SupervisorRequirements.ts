@@ -2,7 +2,8 @@
  * Compile-time proof, checked by `tsc --noEmit` in `npm test`: the
  * Supervisor cannot be built without the event log (the only way its runs'
  * events are stored and delivered) or without Access (the rule of who may
- * post and cancel). It does not need the WebSocket hub: runs never touch
+ * post and cancel), or without a model (@effect/ai's LanguageModel). It
+ * does not need the WebSocket hub: runs never touch
  * the gateway, and the lint forbids runs/ importing it.
  */
 import type { LanguageModel } from "@effect/ai"
@@ -31,6 +32,7 @@ type Others =
 declare const everything: Layer.Layer<EventLog | Access | Others>
 declare const withoutEventLog: Layer.Layer<Access | Others>
 declare const withoutAccess: Layer.Layer<EventLog | Others>
+declare const withoutModel: Layer.Layer<Exclude<EventLog | Access | Others, LanguageModel.LanguageModel>>
 
 export const complete: Layer.Layer<Supervisor, StartupError> = SupervisorLive.pipe(L.provide(everything))
 
@@ -39,3 +41,6 @@ export const noEventLog: Layer.Layer<Supervisor, StartupError> = SupervisorLive.
 
 // @ts-expect-error the Supervisor requires Access
 export const noAccess: Layer.Layer<Supervisor, StartupError> = SupervisorLive.pipe(L.provide(withoutAccess))
+
+// @ts-expect-error the Supervisor requires @effect/ai's LanguageModel
+export const noModel: Layer.Layer<Supervisor, StartupError> = SupervisorLive.pipe(L.provide(withoutModel))
