@@ -86,13 +86,29 @@ describe("the server process with LLM_PROVIDER=openai-chat", () => {
     90_000
   )
 
-  it.live(
-    "refuses to start, naming the provider, the URL and the model, when the model is not served",
-    () =>
+  // Production with the machine's PostgreSQL when the suites have one; development (embedded) always.
+  const modes: ReadonlyArray<readonly [string, Record<string, string>]> = [
+    ["development", {}],
+    ...(process.env.TEST_DATABASE_URL === undefined || process.env.TEST_DATABASE_URL === "" ? [] : [
+      [
+        "production",
+        {
+          APP_ENV: "production",
+          DATABASE_URL: process.env.TEST_DATABASE_URL,
+          JWT_SECRET: "a-production-secret-of-enough-length"
+        }
+      ] as const
+    ])
+  ]
+
+  it.live.each(modes)(
+    "refuses to start in %s, naming the provider, the URL and the model, when the model is not served",
+    ([, env]) =>
       Effect.promise(() =>
         withFake(async (fake, dataDir) => {
           const port = await freePort()
           const exited = await startMain({
+            ...env,
             PORT: String(port),
             HOST: "127.0.0.1",
             DATA_DIR: dataDir,
