@@ -8,7 +8,15 @@
 import { afterEach, expect, layer } from "@effect/vitest"
 import { FakeLlmServer } from "../utils/FakeLlmServer.ts"
 import * as Fake from "../utils/FakeProviders.ts"
-import { finished, KEY, llmRequests, modelHealth, remoteServer, send } from "../utils/RemoteServer.ts"
+import {
+  expectCalculatorCall,
+  finished,
+  KEY,
+  llmRequests,
+  modelHealth,
+  remoteServer,
+  send
+} from "../utils/RemoteServer.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 import { until } from "../utils/until.ts"
 
@@ -76,16 +84,7 @@ layer(
         Fake.messagesText(["It is 42."])
       )
       const { events, terminal } = await finished(server, "what is 6*7?")
-      expect(events.find((e) => e.event_type === "tool_executing")!.data).toMatchObject({
-        tool_call_id: "toolu_01A",
-        tool: "calculator",
-        input: { expression: "6*7" }
-      })
-      expect(events.find((e) => e.event_type === "tool_completed")!.data).toMatchObject({
-        tool_call_id: "toolu_01A",
-        tool: "calculator",
-        output: { result: 42 }
-      })
+      expectCalculatorCall(events, "toolu_01A")
       // Both requests' usage (25 in, 15 out each).
       expect(terminal).toMatchObject({
         event_type: "agent_completed",

@@ -8,7 +8,15 @@
 import { afterEach, expect, layer } from "@effect/vitest"
 import { FakeLlmServer } from "../utils/FakeLlmServer.ts"
 import * as Fake from "../utils/FakeProviders.ts"
-import { finished, KEY, llmRequests, modelHealth, remoteServer, send } from "../utils/RemoteServer.ts"
+import {
+  expectCalculatorCall,
+  finished,
+  KEY,
+  llmRequests,
+  modelHealth,
+  remoteServer,
+  send
+} from "../utils/RemoteServer.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 import { until } from "../utils/until.ts"
 
@@ -67,16 +75,7 @@ layer(
         Fake.responsesText(["It is 42."])
       )
       const { events, terminal } = await finished(server, "what is 6*7?")
-      expect(events.find((e) => e.event_type === "tool_executing")!.data).toMatchObject({
-        tool_call_id: "call_42",
-        tool: "calculator",
-        input: { expression: "6*7" }
-      })
-      expect(events.find((e) => e.event_type === "tool_completed")!.data).toMatchObject({
-        tool_call_id: "call_42",
-        tool: "calculator",
-        output: { result: 42 }
-      })
+      expectCalculatorCall(events, "call_42")
       // Both requests' usage (37 in, 11 out each).
       expect(terminal).toMatchObject({
         event_type: "agent_completed",

@@ -5,7 +5,9 @@
  * wait for the run's end with its events checked against the run rules.
  */
 import { FetchHttpClient } from "@effect/platform"
+import { expect } from "@effect/vitest"
 import { Duration, Layer, Option, Redacted } from "effect"
+import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
 import { remoteModel } from "../../src/llm/Providers.ts"
 import type { RemoteProvider } from "../../src/llm/Settings.ts"
@@ -72,4 +74,18 @@ export const llmRequests = async (server: TestServerShape, provider: string, out
     l.includes(`outcome="${outcome}"`)
   )
   return line === undefined ? 0 : Number(line.split(" ").at(-1))
+}
+
+/** The run called the calculator on 6*7 under `callId`, framed by tool_executing and tool_completed. */
+export const expectCalculatorCall = (events: ReadonlyArray<EventFrame>, callId: string) => {
+  expect(events.find((e) => e.event_type === "tool_executing")!.data).toMatchObject({
+    tool_call_id: callId,
+    tool: "calculator",
+    input: { expression: "6*7" }
+  })
+  expect(events.find((e) => e.event_type === "tool_completed")!.data).toMatchObject({
+    tool_call_id: callId,
+    tool: "calculator",
+    output: { result: 42 }
+  })
 }
