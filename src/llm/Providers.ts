@@ -12,20 +12,26 @@ import { FetchHttpClient, type HttpClient } from "@effect/platform"
 import { Duration, Effect, Layer, Option } from "effect"
 import { type AppConfigShape, defaultLlmBaseUrl, startupRetrySchedule } from "../config/AppConfig.ts"
 import { StartupError } from "../domain/Errors.ts"
-import { AnthropicLayer } from "./Anthropic.ts"
 import { ModelInfo } from "./ModelInfo.ts"
 import { checkModel } from "./ModelList.ts"
 import { OpenAiChatLayer } from "./OpenAiChat.ts"
-import { OpenAiResponsesLayer } from "./OpenAiResponses.ts"
 import type { ProviderSettings, RemoteProvider } from "./Settings.ts"
 
-const layers: Record<
-  RemoteProvider,
-  (settings: ProviderSettings) => Layer.Layer<LanguageModel.LanguageModel, never, HttpClient.HttpClient>
-> = {
+type ProviderLayer = (
+  settings: ProviderSettings
+) => Layer.Layer<LanguageModel.LanguageModel, never, HttpClient.HttpClient>
+
+/**
+ * The @effect/ai provider packages take about a second to load (their generated API schemas): each is
+ * loaded only when it is the one configured.
+ */
+const lazily = (load: () => Promise<ProviderLayer>): ProviderLayer => (settings) =>
+  Layer.unwrapEffect(Effect.map(Effect.promise(load), (layer) => layer(settings)))
+
+const layers: Record<RemoteProvider, ProviderLayer> = {
   "openai-chat": OpenAiChatLayer,
-  "openai-responses": OpenAiResponsesLayer,
-  anthropic: AnthropicLayer
+  "openai-responses": lazily(() => import("./OpenAiResponses.ts").then((m) => m.OpenAiResponsesLayer)),
+  anthropic: lazily(() => import("./Anthropic.ts").then((m) => m.AnthropicLayer))
 }
 
 /** A remote provider's settings; None for the built-in agent. */
