@@ -135,7 +135,9 @@ export const makeHistory = Effect.gen(function*() {
   /** The history of the run of `messageId`, that message last. */
   const load = (threadId: string, messageId: string) =>
     Effect.map(
-      Effect.all([eventLog.conversation(threadId, LAST_SEQ, EVENTS), threads.memberCount(threadId)]),
+      Effect.all([eventLog.conversation(threadId, LAST_SEQ, EVENTS), threads.memberCount(threadId)], {
+        concurrency: 2
+      }),
       ([events, members]) => {
         const units = unitsOf(events, messageId)
         const kept: Array<Unit> = []
