@@ -56,6 +56,26 @@ describe("openai-chat streaming", () => {
       ])
     }))
 
+  it.scopedLive("reads the bare chunks of small servers: no id, model, created, index or [DONE]", () =>
+    Effect.gen(function*() {
+      const fake = yield* fakeServer
+      fake.script(
+        PATH,
+        sse([
+          { choices: [{ delta: { content: "Hi " } }] },
+          { choices: [{ delta: { content: "there" } }] },
+          {
+            choices: [{ delta: { tool_calls: [{ index: 0, id: "c1", function: { name: "clock", arguments: "{}" } }] } }]
+          },
+          { choices: [{ delta: {}, finish_reason: "tool_calls" }] }
+        ])
+      )
+      const parts = (yield* streamParts(settingsFor(fake), "Hi")).map(plain)
+      expect(parts.filter((p) => p.type === "text-delta").map((p) => p.delta)).toEqual(["Hi ", "there"])
+      expect(parts.filter((p) => p.type === "tool-call")).toMatchObject([{ id: "c1", name: "clock", params: {} }])
+      expect(parts.at(-1)).toMatchObject({ type: "finish", reason: "tool-calls" })
+    }))
+
   it.scopedLive("reads SSE frames cut at odd bytes, inside multi-byte characters", () =>
     Effect.gen(function*() {
       const fake = yield* fakeServer
