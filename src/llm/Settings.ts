@@ -5,8 +5,6 @@
  * an error message.
  */
 import type { Duration, Option, Redacted } from "effect"
-
-export { defaultLlmBaseUrl as defaultBaseUrl, LLM_PROVIDERS, type LlmProvider } from "../config/AppConfig.ts"
 import type { LlmProvider } from "../config/AppConfig.ts"
 
 /** The providers that call a model over HTTP. */
