@@ -111,6 +111,8 @@ export interface TestGraphOptions {
   readonly devTokens?: boolean
   /** Reach the database through this proxy, to cut it off mid-test. */
   readonly databaseProxy?: DatabaseProxy | undefined
+  /** The broker, when not the in-process one (the Redis broker of the several-nodes suites). */
+  readonly broker?: GraphLayers<unknown>["broker"]
   /** The database, when not a fresh one: a memoized layer shared by two graphs is two processes on one. */
   readonly database?: GraphLayers<unknown>["database"]
 }
@@ -130,7 +132,7 @@ export const testGraph = (options: TestGraphOptions = {}) => {
   return server({
     config: AppConfigTest(options.config),
     database: options.database ?? TestDatabaseLive(config.databasePoolSize, options.databaseProxy),
-    broker: BrokerInProcess,
+    broker: options.broker ?? BrokerInProcess,
     auth: options.devTokens === false
       ? AuthLive(authOptions)
       : Layer.merge(AuthLive(authOptions), DevTokensLive({ ...authOptions, secret })),

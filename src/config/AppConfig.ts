@@ -55,8 +55,14 @@ export interface AppConfigShape {
   readonly runLease: Duration.Duration
   readonly maxAgentSteps: number
   readonly llm: LlmConfig
+  /** How stored events reach the other nodes: `memory` (one node) or `redis` (REDIS_URL). */
+  readonly broker: BrokerKind
+  /** The Redis of `BROKER=redis`; it may carry a password. */
+  readonly redisUrl: Option.Option<Redacted.Redacted>
   readonly tracing: Tracing
 }
+
+export type BrokerKind = "memory" | "redis"
 
 export const LLM_PROVIDERS = ["openai-chat", "openai-responses", "anthropic", "builtin"] as const
 export type LlmProvider = typeof LLM_PROVIDERS[number]
@@ -167,6 +173,8 @@ export const defaults = {
     builtinPace: Duration.millis(30),
     rateLimitRetry: { attempts: 3, maxDelay: Duration.seconds(20) }
   },
+  broker: "memory",
+  redisUrl: Option.none(),
   tracing: { otlpEndpoint: Option.none(), serviceName: "agent-chat" }
 } as const satisfies AppConfigShape
 
@@ -201,6 +209,9 @@ export const defaultLlmBaseUrl: Record<Exclude<LlmProvider, "builtin">, string> 
 }
 
 /** What any mode requires of the model settings. */
+const brokerProblems = (config: AppConfigShape): Array<string> =>
+  config.broker === "redis" && Option.isNone(config.redisUrl) ? ["BROKER=redis requires REDIS_URL to be set"] : []
+
 const llmProblems = (llm: LlmConfig): Array<string> => {
   if (Option.isNone(llm.provider) || llm.provider.value === "builtin") return []
   const provider = llm.provider.value
@@ -214,7 +225,7 @@ const llmProblems = (llm: LlmConfig): Array<string> => {
 
 /** Checks what the mode requires, naming every missing or unfit variable at once. */
 export const validate = (config: AppConfigShape): Either.Either<AppConfigShape, StartupError> => {
-  const problems: Array<string> = llmProblems(config.llm)
+  const problems: Array<string> = [...llmProblems(config.llm), ...brokerProblems(config)]
   // Development is local and issues its own dev tokens: any secret it is given will do.
   if (config.env === "development") {
     return problems.length === 0
