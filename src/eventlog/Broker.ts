@@ -14,6 +14,8 @@ export interface BrokerMessage {
   readonly payload: string
   /** Users who stop receiving the thread after this event (a `members_changed` that removed them). */
   readonly revoke?: ReadonlyArray<string>
+  /** The run this terminal event ended: its owner, on whatever node, stops it at once. */
+  readonly ended?: string
 }
 
 export class Broker extends Context.Tag("agent-chat/Broker")<Broker, {

@@ -67,6 +67,9 @@ export const INTERRUPTED = "interrupted"
 /** The broker's message for a stored event: its envelope, and whom it cuts off. */
 export const toLive = (event: StoredEvent): BrokerMessage => {
   const message = { threadId: event.thread_id, seq: event.seq, payload: encodeEnvelope(event) }
+  if ((event.event_type === "agent_completed" || event.event_type === "agent_error") && event.run_id !== null) {
+    return { ...message, ended: event.run_id }
+  }
   if (event.event_type !== "members_changed") return message
   const removed = (event.data as { readonly removed?: ReadonlyArray<string> }).removed ?? []
   return removed.length === 0 ? message : { ...message, revoke: removed }

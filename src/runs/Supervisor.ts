@@ -6,7 +6,7 @@
  * event log makes exactly one terminal event, the last.
  */
 import type { LanguageModel } from "@effect/ai"
-import { Clock, Context, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Schedule } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Fiber, Layer, Metric, Option, Queue, Schedule } from "effect"
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
@@ -152,6 +152,20 @@ const make = Effect.gen(function*() {
     )
   )
   yield* leases.start
+
+  // A run of this process ended elsewhere (a cancel on another node, a lease sweep) stops here at once,
+  // its model request aborted: its end, published to every node like any event, names it.
+  const endings = yield* eventLog.live
+  yield* Queue.takeBetween(endings, 1, 4096).pipe(
+    Effect.flatMap((messages) =>
+      Effect.forEach(messages, (message) => {
+        const run = message.ended === undefined ? undefined : runs.get(message.ended)
+        return run === undefined ? Effect.void : Fiber.interruptFork(run.loop)
+      }, { discard: true })
+    ),
+    Effect.forever,
+    Effect.forkScoped
+  )
 
   /**
    * Stores the message and starts its run, or (`enqueue`) queues it; `busy` when it may do neither.

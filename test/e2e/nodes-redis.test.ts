@@ -8,10 +8,12 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Redacted } from "effect"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { BrokerRedis } from "../../src/eventlog/RedisBroker.ts"
+import { Supervisor } from "../../src/runs/Supervisor.ts"
 import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TestDatabaseLive } from "../utils/TestDatabase.ts"
-import { TestServer, type TestServerShape } from "../utils/TestServer.ts"
+import { service, TestServer, type TestServerShape } from "../utils/TestServer.ts"
+import { until } from "../utils/until.ts"
 
 /** `.ci/run` sets it and starts Redis; a developer's machine has it on the default port. */
 const redisUrl = process.env.TEST_REDIS_URL !== undefined && process.env.TEST_REDIS_URL !== ""
@@ -82,6 +84,11 @@ describe("several nodes on Redis", () => {
       )
       expect(seenOnB.data).toMatchObject({ code: "cancelled" })
       expect(seenOnA.event_id).toBe(seenOnB.event_id)
+      // The owner on A stopped its run at once, its model still waiting at the gate: the end it saw
+      // through the broker named the run.
+      yield* Effect.promise(() =>
+        until(async () => (await Effect.runPromise(service(a!, Supervisor).activeRuns)) === 0, "A stopped the run")
+      )
       gate.openFully()
       // The owner on A stores nothing after the end it did not write.
       yield* Effect.sleep(Duration.millis(300))
