@@ -16,6 +16,11 @@ export interface BrokerMessage {
   readonly revoke?: ReadonlyArray<string>
   /** The run this terminal event ended: its owner, on whatever node, stops it at once. */
   readonly ended?: string
+  /**
+   * Not an event: the broker may have lost messages (it reconnected), so every joined thread is to be
+   * checked against its head in the log. `threadId` and `payload` are empty.
+   */
+  readonly resync?: true
 }
 
 export class Broker extends Context.Tag("agent-chat/Broker")<Broker, {

@@ -117,8 +117,12 @@ export const BrokerRedis = (options: RedisBrokerOptions): Layer.Layer<Broker, St
         catch: (cause) =>
           new StartupError({ component: "broker", reason: `Redis at ${address} refused SUBSCRIBE`, cause })
       })
+      // Messages published while the subscription was down are lost: every hub checks its joined threads.
       subscriber.on("ready", () => {
-        runFork(Effect.logInfo("the Redis broker reconnected").pipe(Effect.annotateLogs({ component: "broker" })))
+        runFork(Effect.zipRight(
+          Effect.logInfo("the Redis broker reconnected").pipe(Effect.annotateLogs({ component: "broker", address })),
+          PubSub.publish(local, { threadId: "", seq: 0, payload: "", resync: true })
+        ))
       })
 
       const publish = (messages: ReadonlyArray<BrokerMessage>) =>

@@ -173,5 +173,33 @@ export const makeFeeds = (counters: HubCounters) =>
       )
     }
 
-    return { byThread, deliver, join, unsubscribe } as const
+    /**
+     * After the broker may have lost messages: each joined thread whose head in the log is past what a
+     * connection has is caught up from the log, as a join with `after_seq` would, live events buffered.
+     */
+    const resync = Effect.suspend(() =>
+      Effect.forEach([...byThread.keys()], (threadId) =>
+        Effect.flatMap(eventLog.head(threadId), (head) =>
+          Effect.sync(() => {
+            if (Option.isNone(head)) {
+              return
+            }
+            for (const connection of byThread.get(threadId) ?? []) {
+              const cursor = connection.threads.get(threadId)
+              if (cursor === undefined || cursor.pending !== null || cursor.lastSeq >= head.value) {
+                continue
+              }
+              cursor.pending = []
+              runFork(FiberSet.run(
+                repairs,
+                replay(connection, threadId, cursor, head.value).pipe(
+                  Effect.zipRight(settle(connection, threadId, cursor)),
+                  Effect.ignoreLogged
+                )
+              ))
+            }
+          })).pipe(Effect.ignoreLogged), { discard: true })
+    )
+
+    return { byThread, deliver, join, resync, unsubscribe } as const
   })

@@ -5,7 +5,7 @@
  * beats every connection's heartbeat, counts connections per user, and
  * closes them all on shutdown once their outboxes are written.
  */
-import { Context, Duration, Effect, Layer, Option, Queue, Schedule, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, Option, Queue, Runtime, Schedule, type Scope } from "effect"
 import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError, RequestError } from "../domain/Errors.ts"
@@ -60,13 +60,17 @@ const make = Effect.gen(function*() {
   const counters = new HubCounters()
 
   const feeds = yield* makeFeeds(counters)
-  const { byThread, deliver, unsubscribe } = feeds
+  const { byThread, deliver, resync, unsubscribe } = feeds
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
 
   const subscription = yield* eventLog.live
   // takeBetween waits for the first message; takeAll would return empty chunks and spin the loop.
   yield* Queue.takeBetween(subscription, 1, Number.MAX_SAFE_INTEGER).pipe(
     Effect.tap((messages) => {
-      for (const message of messages) deliver(message)
+      for (const message of messages) {
+        if (message.resync === true) runFork(resync)
+        else deliver(message)
+      }
     }),
     Effect.forever,
     Effect.forkScoped
