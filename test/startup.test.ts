@@ -97,6 +97,33 @@ describe("the server process", () => {
     }), 60_000)
 
   it.live(
+    "exits non-zero, naming Redis and its address, when BROKER=redis finds no Redis",
+    () =>
+      Effect.promise(async () => {
+        const dataDir = mkdtempSync(join(tmpdir(), "agent-chat-redis-"))
+        try {
+          const port = await freePort()
+          const exited = await startMain({
+            PORT: String(port),
+            HOST: "127.0.0.1",
+            DATA_DIR: dataDir,
+            BROKER: "redis",
+            REDIS_URL: "redis://:a-redis-password@127.0.0.1:1",
+            STARTUP_RETRY_ATTEMPTS: "2",
+            STARTUP_RETRY_BASE_MS: "50"
+          }).exited
+          expect(exited.code).not.toBe(0)
+          expect(exited.output).toMatch(/Broker failed to start: Redis unreachable at 127\.0\.0\.1:1 after 2 attempts/)
+          expect(exited.output).not.toContain("a-redis-password")
+          expect(await fetch(`http://127.0.0.1:${port}/health/live`).then(() => "open", () => "closed")).toBe("closed")
+        } finally {
+          rmSync(dataDir, { recursive: true, force: true })
+        }
+      }),
+    60_000
+  )
+
+  it.live(
     "refuses to start in production without its required settings, naming each",
     () =>
       Effect.promise(async () => {

@@ -152,3 +152,25 @@ describe("the model settings", () => {
       expect(JSON.stringify(config)).not.toContain("sk-never-printed")
     }))
 })
+
+describe("the broker settings", () => {
+  const read = (env: Record<string, string>) =>
+    AppConfig.pipe(
+      Effect.provide(AppConfigLive.pipe(
+        Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+      )),
+      Effect.match({ onFailure: (error) => error.message, onSuccess: (config) => config })
+    )
+
+  it.effect("BROKER is memory by default; redis requires REDIS_URL, kept Redacted", () =>
+    Effect.gen(function*() {
+      const memory = yield* read({})
+      expect(typeof memory === "string" ? memory : memory.broker).toBe("memory")
+      expect(yield* read({ BROKER: "redis" })).toMatch(/BROKER=redis requires REDIS_URL to be set/)
+      expect(yield* read({ BROKER: "kafka" })).toMatch(/BROKER/)
+      const redis = yield* read({ BROKER: "redis", REDIS_URL: "redis://:secret-pass@10.0.0.5:6379" })
+      if (typeof redis === "string") throw new Error(redis)
+      expect(redis.broker).toBe("redis")
+      expect(JSON.stringify(redis)).not.toContain("secret-pass")
+    }))
+})
