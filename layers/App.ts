@@ -12,6 +12,7 @@ import { loadOrCreateDevSecret } from "../src/config/DevSecret.ts"
 import { AppConfigLive, type LoggingConfig, loggingConfig } from "../src/config/Environment.ts"
 import * as Database from "../src/database/Database.ts"
 import { BrokerInProcess } from "../src/eventlog/Broker.ts"
+import { BrokerPostgres } from "../src/eventlog/PgBroker.ts"
 import { BrokerRedis } from "../src/eventlog/RedisBroker.ts"
 import { configuredRemoteModel } from "../src/llm/Providers.ts"
 import { LoggingLive } from "../src/observability/Logging.ts"
@@ -54,11 +55,13 @@ const model = Layer.unwrapEffect(Effect.map(AppConfig, (config) =>
     onSome: (remote) => remote
   })))
 
-/** BROKER's broker: in-process for one node, Redis for several. */
+/** BROKER's broker: in-process for one node, Redis or PostgreSQL's LISTEN/NOTIFY for several. */
 const broker = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) =>
     config.broker === "redis" && Option.isSome(config.redisUrl)
       ? BrokerRedis({ url: config.redisUrl.value, retry: config.startupRetry })
+      : config.broker === "postgres"
+      ? BrokerPostgres(config.databaseUrl)
       : BrokerInProcess)
 )
 

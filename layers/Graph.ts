@@ -13,6 +13,7 @@ import { DatabaseMonitorLive } from "../src/database/Monitor.ts"
 import { ReadinessLive } from "../src/domain/Health.ts"
 import type { Broker } from "../src/eventlog/Broker.ts"
 import { EventLogLive } from "../src/eventlog/EventLog.ts"
+import type { EventStore } from "../src/eventlog/EventStore.ts"
 import { SqlEventStoreLive } from "../src/eventlog/SqlEventStore.ts"
 import { HubLive } from "../src/gateway/Hub.ts"
 import { HttpServerLive } from "../src/http/Server.ts"
@@ -29,7 +30,8 @@ import { Threads } from "../src/threads/Threads.ts"
 export interface GraphLayers<E> {
   readonly config: Layer.Layer<AppConfig, E>
   readonly database: Layer.Layer<SqlClient.SqlClient | PgClient.PgClient, E, AppConfig>
-  readonly broker: Layer.Layer<Broker, E, AppConfig>
+  /** Below it the database and the event store, which the PostgreSQL broker reads and notifies through. */
+  readonly broker: Layer.Layer<Broker, E, AppConfig | EventStore | SqlClient.SqlClient>
   /** Auth, and in development the dev-token issuer beside it. */
   readonly auth: Layer.Layer<Auth, E, AppConfig>
   /** The model: @effect/ai's LanguageModel (any provider), and which model it is. */

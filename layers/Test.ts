@@ -48,6 +48,14 @@ const freshDatabase = (adminUrl: string) =>
     )
   )
 
+/** A fresh database on the real server, dropped when the scope closes: its URL, and a pool's layer on it. */
+export const freshPostgres = (adminUrl: string, poolSize = 4) =>
+  Effect.gen(function*() {
+    const admin = yield* Layer.build(PgClient.layer({ url: Redacted.make(adminUrl), maxConnections: 1 }))
+    const url = yield* Effect.provide(freshDatabase(adminUrl), admin)
+    return { url, layer: Database.layerUrl({ url, poolSize, retry }) }
+  })
+
 /** A TCP proxy in front of the database (a test's TcpProxy), so a test can cut it off. */
 export interface DatabaseProxy {
   target: { host: string; port: number } | undefined

@@ -55,14 +55,14 @@ export interface AppConfigShape {
   readonly runLease: Duration.Duration
   readonly maxAgentSteps: number
   readonly llm: LlmConfig
-  /** How stored events reach the other nodes: `memory` (one node) or `redis` (REDIS_URL). */
+  /** How stored events reach the other nodes: `memory` (one node), `redis` (REDIS_URL) or `postgres`. */
   readonly broker: BrokerKind
   /** The Redis of `BROKER=redis`; it may carry a password. */
   readonly redisUrl: Option.Option<Redacted.Redacted>
   readonly tracing: Tracing
 }
 
-export type BrokerKind = "memory" | "redis"
+export type BrokerKind = "memory" | "redis" | "postgres"
 
 export const LLM_PROVIDERS = ["openai-chat", "openai-responses", "anthropic", "builtin"] as const
 export type LlmProvider = typeof LLM_PROVIDERS[number]

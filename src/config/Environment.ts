@@ -172,9 +172,9 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   runLease: millis("RUN_LEASE_MS", defaults.runLease, "a run not renewed by its process for this long is ended"),
   maxAgentSteps: positiveInt("AGENT_MAX_STEPS", defaults.maxAgentSteps, "model calls per run before it stops"),
   llm: llmConfig,
-  broker: Config.literal("memory", "redis")("BROKER").pipe(
+  broker: Config.literal("memory", "redis", "postgres")("BROKER").pipe(
     Config.withDefault(defaults.broker),
-    Config.withDescription("memory (one node) or redis (REDIS_URL, several nodes)")
+    Config.withDescription("memory (one node), redis (REDIS_URL) or postgres (LISTEN/NOTIFY on DATABASE_URL)")
   ),
   redisUrl: optionalSecret("REDIS_URL", "the Redis of BROKER=redis, e.g. redis://127.0.0.1:6379"),
   tracing: Config.all({

@@ -1,19 +1,25 @@
 /**
- * Several nodes on one database and one Redis (BROKER=redis), as a fleet
- * behind a load balancer has them: a user's connections on two nodes, a run
- * started on one and watched and cancelled from the others. Each node is a
- * whole server graph with its own hub, supervisor and Redis connections.
+ * Several nodes on one database, as a fleet behind a load balancer has them,
+ * the same suite on each broker: Redis (BROKER=redis) and PostgreSQL's
+ * LISTEN/NOTIFY (BROKER=postgres, on the machine's PostgreSQL when the
+ * suites have one). A user's connections on two nodes, a run started on one
+ * and watched and cancelled from the others, a node cut off from its broker
+ * mid-run. Each node is a whole server graph with its own hub, supervisor
+ * and broker connections.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Duration, Effect, Layer, Redacted } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import type { GraphLayers } from "../../layers/Graph.ts"
+import { freshPostgres } from "../../layers/Test.ts"
 import type { EventFrame } from "../../src/client/ChatClient.ts"
+import { BrokerPostgres } from "../../src/eventlog/PgBroker.ts"
 import { BrokerRedis } from "../../src/eventlog/RedisBroker.ts"
 import { Supervisor } from "../../src/runs/Supervisor.ts"
 import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"
-import { TestDatabaseLive } from "../utils/TestDatabase.ts"
-import { service, TestServer, type TestServerShape } from "../utils/TestServer.ts"
+import { TestDatabaseLive, testDatabaseUrl } from "../utils/TestDatabase.ts"
+import { service, TestServer } from "../utils/TestServer.ts"
 import { until } from "../utils/until.ts"
 
 /** `.ci/run` sets it and starts Redis; a developer's machine has it on the default port. */
@@ -22,26 +28,64 @@ const redisUrl = process.env.TEST_REDIS_URL !== undefined && process.env.TEST_RE
   : "redis://127.0.0.1:6379"
 const retry = { attempts: 3, baseDelay: Duration.millis(50), maxElapsed: Duration.seconds(2) }
 
-const nodes = (gate: Gate, count: number) =>
-  Effect.gen(function*() {
-    const database = yield* Layer.memoize(TestDatabaseLive())
-    const servers: Array<TestServerShape> = []
-    for (let i = 0; i < count; i++) {
-      const broker = BrokerRedis({ url: Redacted.make(redisUrl), retry })
-      servers.push(
-        Context.get(yield* Layer.build(TestServer.layer({ model: gatedModel(gate, 4), database, broker })), TestServer)
-      )
-    }
-    return servers
-  })
+/** `url` with its host and port those of `proxy`. */
+const via = (url: string, proxy: TcpProxy | undefined) => {
+  if (proxy === undefined) return url
+  const parsed = new URL(url)
+  parsed.hostname = "127.0.0.1"
+  parsed.port = String(proxy.port)
+  return parsed.toString()
+}
+
+interface Fleet {
+  readonly database: GraphLayers<unknown>["database"]
+  /** A broker, its connection through `proxy` when given. */
+  readonly broker: (proxy?: TcpProxy) => GraphLayers<unknown>["broker"]
+  /** Where the broker's server is, for a proxy in front of it. */
+  readonly target: { readonly host: string; readonly port: number }
+}
+
+const target = (url: string, port: number) => ({ host: new URL(url).hostname, port: Number(new URL(url).port || port) })
+
+const kinds: ReadonlyArray<{ readonly name: string; readonly fleet: Effect.Effect<Fleet, unknown, Scope.Scope> }> = [
+  {
+    name: "redis",
+    fleet: Effect.map(Layer.memoize(TestDatabaseLive()), (database) => ({
+      database,
+      broker: (proxy) => BrokerRedis({ url: Redacted.make(via(redisUrl, proxy)), retry }),
+      target: target(redisUrl, 6379)
+    }))
+  },
+  ...Option.toArray(Option.map(testDatabaseUrl, (adminUrl) => ({
+    name: "postgres",
+    fleet: Effect.gen(function*() {
+      const { layer, url } = yield* freshPostgres(adminUrl)
+      const database = yield* Layer.memoize(layer)
+      return {
+        database,
+        broker: (proxy?: TcpProxy) => BrokerPostgres(Option.some(Redacted.make(via(Redacted.value(url), proxy)))),
+        target: target(adminUrl, 5432)
+      }
+    })
+  })))
+]
+
+const node = (fleet: Fleet, gate: Gate, proxy?: TcpProxy) =>
+  Effect.map(
+    Layer.build(
+      TestServer.layer({ model: gatedModel(gate, 4), database: fleet.database, broker: fleet.broker(proxy) })
+    ),
+    Context.get(TestServer)
+  )
 
 const ofRun = (events: ReadonlyArray<EventFrame>, runId: string) => events.filter((e) => e.run_id === runId)
 
-describe("several nodes on Redis", () => {
+describe.each(kinds)("several nodes on the $name broker", ({ fleet: makeFleet, name }) => {
   it.scopedLive("a user connected to two nodes sees every event once, in order, on both", () =>
     Effect.gen(function*() {
       const gate = new Gate()
-      const [a, b] = yield* nodes(gate, 2)
+      const fleet = yield* makeFleet
+      const [a, b] = [yield* node(fleet, gate), yield* node(fleet, gate)]
       const onA = yield* Effect.promise(() => a!.connect("alice"))
       const onB = yield* Effect.promise(() => b!.connect("alice"))
       const { thread_id } = yield* Effect.promise(() => onA.request({ type: "create_thread" }))
@@ -60,13 +104,14 @@ describe("several nodes on Redis", () => {
       expectValidRuns(onB.events(thread_id))
       expect(expectRunShape(onB.events(thread_id), sent.run_id).at(-1)!.event_type).toBe("agent_completed")
       const health = yield* Effect.promise(async () => (await b!.fetch("/health/ready")).json())
-      expect(health.components.broker).toMatchObject({ status: "up", kind: "redis" })
+      expect(health.components.broker).toMatchObject({ status: "up", kind: name })
     }))
 
   it.scopedLive("a run started on A, watched on B, is cancelled from C", () =>
     Effect.gen(function*() {
       const gate = new Gate()
-      const [a, b, c] = yield* nodes(gate, 3)
+      const fleet = yield* makeFleet
+      const [a, b, c] = [yield* node(fleet, gate), yield* node(fleet, gate), yield* node(fleet, gate)]
       const alice = yield* Effect.promise(() => a!.connect("alice"))
       const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread", members: ["bob"] }))
       const watcher = yield* Effect.promise(() => b!.connect("bob"))
@@ -103,27 +148,17 @@ describe("several nodes on Redis", () => {
       )
     }))
 
-  it.scopedLive("Redis cut off from a node during a streaming run: it catches up from the log, 0 gaps, 0 duplicates", () =>
+  it.scopedLive("a node cut off from the broker during a streaming run catches up from the log: 0 gaps, 0 duplicates", () =>
     Effect.gen(function*() {
       const gate = new Gate()
       const proxy = yield* Effect.acquireRelease(
         Effect.promise(() => TcpProxy.start()),
         (p) => Effect.promise(() => p.close())
       )
-      const redis = new URL(redisUrl)
-      proxy.target = { host: redis.hostname, port: Number(redis.port || 6379) }
-      const database = yield* Layer.memoize(TestDatabaseLive())
-      const node = (url: string) =>
-        Effect.map(
-          Layer.build(TestServer.layer({
-            model: gatedModel(gate, 6),
-            database,
-            broker: BrokerRedis({ url: Redacted.make(url), retry })
-          })),
-          Context.get(TestServer)
-        )
-      const a = yield* node(redisUrl)
-      const b = yield* node(`redis://127.0.0.1:${proxy.port}`)
+      const fleet = yield* makeFleet
+      proxy.target = { ...fleet.target }
+      const a = yield* node(fleet, gate)
+      const b = yield* node(fleet, gate, proxy)
       const alice = yield* Effect.promise(() => a.connect("alice"))
       const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread", members: ["bob"] }))
       const bob = yield* Effect.promise(() => b.connect("bob"))
@@ -136,12 +171,12 @@ describe("several nodes on Redis", () => {
           "two deltas on B"
         )
       )
-      // B loses Redis: what A publishes meanwhile, the run's end included, never reaches it through Redis.
+      // B loses its broker: what A publishes meanwhile, the run's end included, never reaches it that way.
       proxy.cut()
       yield* Effect.promise(() =>
         until(
           async () => (await (await b.fetch("/health/ready")).json()).components.broker.status === "down",
-          "B sees Redis down"
+          "B sees its broker down"
         )
       )
       gate.openFully()
@@ -154,11 +189,21 @@ describe("several nodes on Redis", () => {
       expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i))
       expectValidRuns(bob.events(thread_id))
     }))
+})
 
+describe("a broker that cannot start", () => {
   it.scopedLive("stops at startup, naming Redis and its address, when Redis does not answer", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Layer.build(BrokerRedis({ url: Redacted.make("redis://127.0.0.1:1"), retry })))
       expect(error._tag).toBe("StartupError")
       expect(error.message).toMatch(/^Broker failed to start: Redis unreachable at 127\.0\.0\.1:1 after 3 attempts/)
+    }))
+
+  it.scopedLive("refuses BROKER=postgres without a real PostgreSQL, saying why", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Layer.build(TestServer.layer({ broker: BrokerPostgres(Option.none()), database: TestDatabaseLive() }))
+      )
+      expect(String(error)).toMatch(/BROKER=postgres needs a real PostgreSQL \(DATABASE_URL\)/)
     }))
 })
