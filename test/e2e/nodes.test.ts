@@ -148,6 +148,37 @@ describe.each(kinds)("several nodes on the $name broker", ({ fleet: makeFleet, n
       )
     }))
 
+  it.scopedLive("busy and on_busy hold across nodes: B refuses, then interrupts, the run A owns", () =>
+    Effect.gen(function*() {
+      const gate = new Gate()
+      const fleet = yield* makeFleet
+      const [a, b] = [yield* node(fleet, gate), yield* node(fleet, gate)]
+      const onA = yield* Effect.promise(() => a.connect("alice"))
+      const onB = yield* Effect.promise(() => b.connect("alice"))
+      const { thread_id } = yield* Effect.promise(() => onA.request({ type: "create_thread" }))
+      const first = yield* Effect.promise(() => onA.request({ type: "send_message", thread_id, content: "one" }))
+      const refused = yield* Effect.promise(() =>
+        onB.request({ type: "send_message", thread_id, content: "two" }).then(() => "accepted", (e: Error) => e.message)
+      )
+      expect(refused).toMatch(/busy/)
+      const second = yield* Effect.promise(() =>
+        onB.request({ type: "send_message", thread_id, content: "three", on_busy: "interrupt" })
+      )
+      const ended = yield* Effect.promise(() => onB.waitRunEnd(first.run_id))
+      expect(ended.data).toMatchObject({ code: "cancelled" })
+      // A stopped the run it owned as soon as the end reached it.
+      yield* Effect.promise(() =>
+        until(async () => (await Effect.runPromise(service(a, Supervisor).activeRuns)) === 0, "A stopped its run")
+      )
+      gate.openFully()
+      expect((yield* Effect.promise(() => onB.waitRunEnd(second.run_id))).event_type).toBe("agent_completed")
+      yield* Effect.promise(() => onA.waitRunEnd(second.run_id))
+      expectValidRuns(onA.events(thread_id))
+      // B joined when it first sent: from there on, both connections have the same events.
+      const onBSeqs = onB.events(thread_id).map((e) => e.seq)
+      expect(onA.events(thread_id).map((e) => e.seq).filter((seq) => seq >= onBSeqs[0]!)).toEqual(onBSeqs)
+    }))
+
   it.scopedLive("a node cut off from the broker during a streaming run catches up from the log: 0 gaps, 0 duplicates", () =>
     Effect.gen(function*() {
       const gate = new Gate()
