@@ -23,7 +23,7 @@ import { down, up } from "../domain/Health.ts"
 import { Broker, type BrokerMessage } from "./Broker.ts"
 
 /** Channels events are spread over, by thread: one subscription pattern covers them all. */
-export const SHARDS = 16
+const SHARDS = 16
 const PREFIX = "agentchat:events:"
 
 const shardOf = (threadId: string) => {
@@ -39,7 +39,7 @@ interface Envelope {
 }
 
 /** host:port of a Redis URL, without its password. */
-export const redisAddress = (url: string) => {
+const redisAddress = (url: string) => {
   try {
     const parsed = new URL(url)
     return `${parsed.hostname}:${parsed.port || "6379"}`

@@ -80,11 +80,11 @@ const safeUrl = (url: string) => {
   }
 }
 
-export const statusOf = (error: unknown): number | undefined =>
+const statusOf = (error: unknown): number | undefined =>
   error instanceof AiError.HttpResponseError ? error.response.status : undefined
 
 /** The wait a 429 asks for: Retry-After in seconds or as a date; none when absent. */
-export const retryAfter = (error: unknown, now: number): Option.Option<Duration.Duration> => {
+const retryAfter = (error: unknown, now: number): Option.Option<Duration.Duration> => {
   if (!(error instanceof AiError.HttpResponseError)) return Option.none()
   const header = (error.response.headers as Record<string, unknown>)["retry-after"]
   if (typeof header !== "string") return Option.none()
@@ -95,7 +95,7 @@ export const retryAfter = (error: unknown, now: number): Option.Option<Duration.
 }
 
 /** What went wrong, for the run's `agent_error` and the logs. */
-export const describeFailure = (provider: string, error: unknown): string => {
+const describeFailure = (provider: string, error: unknown): string => {
   if (error instanceof AiError.HttpResponseError) {
     const detail = detailOf(error.body) ?? error.description
     return `${provider} answered ${error.response.status} to ${error.request.method} ${safeUrl(error.request.url)}${
@@ -125,7 +125,7 @@ export const describeFailure = (provider: string, error: unknown): string => {
 }
 
 /** The rate-limit retry: while nothing has streamed, a 429 waits its Retry-After (1 s without one), bounded. */
-export const rateLimitSchedule = (
+const rateLimitSchedule = (
   policy: { readonly attempts: number; readonly maxDelay: Duration.Duration },
   retryable: () => boolean
 ) =>
