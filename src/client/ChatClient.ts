@@ -33,6 +33,7 @@ export type ServerFrame =
   | { readonly type: "pong"; readonly ref?: string }
   | { readonly type: "ack"; readonly ref: string; readonly [field: string]: unknown }
   | { readonly type: "error"; readonly ref?: string; readonly code: string; readonly message: string }
+  | { readonly type: "presence"; readonly thread_id: string; readonly online: ReadonlyArray<string> }
   | EventFrame
 
 export interface CloseInfo {

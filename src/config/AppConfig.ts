@@ -59,6 +59,10 @@ export interface AppConfigShape {
   readonly broker: BrokerKind
   /** The Redis of `BROKER=redis`; it may carry a password. */
   readonly redisUrl: Option.Option<Redacted.Redacted>
+  /** While the broker is lost, how often each joined thread is read from the log instead. */
+  readonly brokerPoll: Duration.Duration
+  /** How long a node's users count as online without its renewal: a crashed node's users drop out within it. */
+  readonly presenceTtl: Duration.Duration
   readonly tracing: Tracing
 }
 
@@ -175,6 +179,8 @@ export const defaults = {
   },
   broker: "memory",
   redisUrl: Option.none(),
+  brokerPoll: Duration.seconds(1),
+  presenceTtl: Duration.seconds(10),
   tracing: { otlpEndpoint: Option.none(), serviceName: "agent-chat" }
 } as const satisfies AppConfigShape
 

@@ -177,6 +177,12 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
     Config.withDescription("memory (one node), redis (REDIS_URL) or postgres (LISTEN/NOTIFY on DATABASE_URL)")
   ),
   redisUrl: optionalSecret("REDIS_URL", "the Redis of BROKER=redis, e.g. redis://127.0.0.1:6379"),
+  brokerPoll: millis(
+    "BROKER_POLL_MS",
+    defaults.brokerPoll,
+    "while the broker is lost, how often joined threads are read"
+  ),
+  presenceTtl: millis("PRESENCE_TTL_MS", defaults.presenceTtl, "a node's users stay online this long without renewal"),
   tracing: Config.all({
     otlpEndpoint: Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")).pipe(
       Config.map(Option.map((url) => url.toString().replace(/\/+$/, ""))),

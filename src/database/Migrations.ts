@@ -104,9 +104,23 @@ const runUsage = Effect.gen(function*() {
   yield* sql`ALTER TABLE runs ADD COLUMN input_tokens bigint, ADD COLUMN output_tokens bigint`
 })
 
+// Who is online, for BROKER=postgres: a row per user and node holding him, renewed by that node; a row
+// older than PRESENCE_TTL_MS is a crashed node's and does not count.
+const presence = Effect.gen(function*() {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`
+    CREATE TABLE presence (
+      user_id text NOT NULL,
+      node text NOT NULL,
+      renewed_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (user_id, node)
+    )`
+})
+
 export const loader = Migrator.fromRecord({
   "0001_init": init,
   "0002_run_leases": runLeases,
   "0003_message_queue": messageQueue,
-  "0004_run_usage": runUsage
+  "0004_run_usage": runUsage,
+  "0005_presence": presence
 })

@@ -72,7 +72,9 @@ export const toLive = (event: StoredEvent): BrokerMessage => {
   }
   if (event.event_type !== "members_changed") return message
   const removed = (event.data as { readonly removed?: ReadonlyArray<string> }).removed ?? []
-  return removed.length === 0 ? message : { ...message, revoke: removed }
+  return removed.length === 0
+    ? { ...message, membersChanged: true }
+    : { ...message, membersChanged: true, revoke: removed }
 }
 
 export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {

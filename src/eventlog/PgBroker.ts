@@ -18,9 +18,10 @@ import pg from "pg"
 import { AppConfig, startupRetrySchedule } from "../config/AppConfig.ts"
 import { StartupError } from "../domain/Errors.ts"
 import { down, up } from "../domain/Health.ts"
-import { Broker, type BrokerMessage } from "./Broker.ts"
+import { Broker, type BrokerMessage, signal } from "./Broker.ts"
 import { toLive } from "./EventLog.ts"
 import { EventStore } from "./EventStore.ts"
+import { postgresPresence } from "./PresenceStores.ts"
 
 export const CHANNEL = "agentchat_events"
 
@@ -31,6 +32,12 @@ interface Wake {
   /** First and last seq stored. */
   readonly f: number
   readonly l: number
+}
+
+/** A notification that these users' presence changed. */
+interface PresenceWake {
+  readonly n: string
+  readonly p: ReadonlyArray<string>
 }
 
 /** host:port/database of a PostgreSQL URL, without its credentials. */
@@ -111,16 +118,18 @@ export const BrokerPostgres = (
         const client = yield* listen
         listening = true
         yield* Effect.logInfo("the PostgreSQL broker listens").pipe(Effect.annotateLogs({ component: "broker" }))
-        yield* PubSub.publish(local, { threadId: "", seq: 0, payload: "", resync: true })
+        yield* PubSub.publish(local, signal({ resync: true }))
         yield* Effect.async<void>((resume) => {
           client.on("notification", (message) => {
-            let wake: Wake
+            let wake: Wake | PresenceWake
             try {
               wake = JSON.parse(message.payload ?? "")
             } catch {
               return
             }
-            if (wake.n !== node) runFork(fetch(wake))
+            if (wake.n === node) return
+            if ("p" in wake) runFork(PubSub.publish(local, signal({ presence: wake.p })))
+            else runFork(fetch(wake))
           })
           client.on("end", () => resume(Effect.void))
           client.on("error", () => resume(Effect.void))
@@ -176,7 +185,17 @@ export const BrokerPostgres = (
           listening
             ? up({ kind: "postgres", address })
             : down(`the LISTEN connection to ${address} is lost; reconnecting`)
-        )
+        ),
+        presence: postgresPresence({
+          sql,
+          node,
+          ttl: config.presenceTtl,
+          local,
+          notify: (p) =>
+            sql`SELECT pg_notify(${CHANNEL}, ${JSON.stringify({ n: node, p } satisfies PresenceWake)})`.pipe(
+              Effect.catchAll(() => Effect.void)
+            )
+        })
       })
     })
   )

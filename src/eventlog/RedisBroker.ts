@@ -17,10 +17,11 @@
 import { Duration, Effect, Layer, PubSub, Redacted, Runtime } from "effect"
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
-import { type RetryPolicy, startupRetrySchedule } from "../config/AppConfig.ts"
+import { AppConfig, type RetryPolicy, startupRetrySchedule } from "../config/AppConfig.ts"
 import { StartupError } from "../domain/Errors.ts"
 import { down, up } from "../domain/Health.ts"
-import { Broker, type BrokerMessage } from "./Broker.ts"
+import { Broker, type BrokerMessage, signal } from "./Broker.ts"
+import { PRESENCE_CHANNEL, type PresenceAnnouncement, redisPresence } from "./PresenceStores.ts"
 
 /** Channels events are spread over, by thread: one subscription pattern covers them all. */
 const SHARDS = 16
@@ -53,10 +54,11 @@ export interface RedisBrokerOptions {
   readonly retry: RetryPolicy
 }
 
-export const BrokerRedis = (options: RedisBrokerOptions): Layer.Layer<Broker, StartupError> =>
+export const BrokerRedis = (options: RedisBrokerOptions): Layer.Layer<Broker, StartupError, AppConfig> =>
   Layer.scoped(
     Broker,
     Effect.gen(function*() {
+      const { presenceTtl } = yield* AppConfig
       const url = Redacted.value(options.url)
       const address = redisAddress(url)
       const node = randomUUID()
@@ -112,8 +114,18 @@ export const BrokerRedis = (options: RedisBrokerOptions): Layer.Layer<Broker, St
         if (envelope.node === node) return
         runFork(PubSub.publishAll(local, envelope.messages))
       })
+      subscriber.on("messageBuffer", (channel: Buffer, raw: Buffer) => {
+        if (channel.toString() !== PRESENCE_CHANNEL) return
+        let announcement: PresenceAnnouncement
+        try {
+          announcement = JSON.parse(raw.toString("utf8"))
+        } catch {
+          return
+        }
+        if (announcement.node !== node) runFork(PubSub.publish(local, signal({ presence: announcement.users })))
+      })
       yield* Effect.tryPromise({
-        try: () => subscriber.psubscribe(`${PREFIX}*`),
+        try: () => Promise.all([subscriber.psubscribe(`${PREFIX}*`), subscriber.subscribe(PRESENCE_CHANNEL)]),
         catch: (cause) =>
           new StartupError({ component: "broker", reason: `Redis at ${address} refused SUBSCRIBE`, cause })
       })
@@ -121,7 +133,7 @@ export const BrokerRedis = (options: RedisBrokerOptions): Layer.Layer<Broker, St
       subscriber.on("ready", () => {
         runFork(Effect.zipRight(
           Effect.logInfo("the Redis broker reconnected").pipe(Effect.annotateLogs({ component: "broker", address })),
-          PubSub.publish(local, { threadId: "", seq: 0, payload: "", resync: true })
+          PubSub.publish(local, signal({ resync: true }))
         ))
       })
 
@@ -160,7 +172,8 @@ export const BrokerRedis = (options: RedisBrokerOptions): Layer.Layer<Broker, St
           publisher.status === "ready" && subscriber.status === "ready"
             ? up({ kind: "redis", address })
             : down(`Redis at ${address} is ${publisher.status === "ready" ? subscriber.status : publisher.status}`)
-        )
+        ),
+        presence: redisPresence({ publisher, node, ttl: presenceTtl, local })
       })
     })
   )

@@ -26,6 +26,8 @@ export interface ThreadCursor {
   lastSeq: number
   /** Live events held back while the connection catches up from the event log; null when live. */
   pending: Array<BrokerMessage> | null
+  /** Who the client was last told is online in the thread (the ack, then `presence` frames); none before the ack. */
+  online?: ReadonlyArray<string>
 }
 
 export interface ConnectionLimits {
@@ -73,6 +75,11 @@ export class Connection {
 
   get isClosing() {
     return this.closing
+  }
+
+  /** Closing, or to be closed once its outbox is written (a shutdown): told nothing new. */
+  get isLeaving() {
+    return this.closing || this.pendingClose !== undefined
   }
 
   /** Queues a frame; a full outbox means the client fell too far behind: close 1013, it will replay. */

@@ -16,16 +16,20 @@ import type { HubCounters } from "../metrics/Metrics.ts"
 import { CloseCode } from "../protocol/Codes.ts"
 import { Access } from "../threads/Access.ts"
 import type { Connection, ThreadCursor } from "./Connection.ts"
+import type { Presence } from "./Presence.ts"
 
 const REPLAY_PAGE = 1000
 
-export const makeFeeds = (counters: HubCounters) =>
+export const makeFeeds = (
+  counters: HubCounters,
+  byThread: Map<string, Set<Connection>>,
+  presence: Presence
+) =>
   Effect.gen(function*() {
     const config = yield* AppConfig
     const eventLog = yield* EventLog
     const access = yield* Access
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
-    const byThread = new Map<string, Set<Connection>>()
     // Catch-up fibers started from the delivery path; each ends with its connection or the hub.
     const repairs = yield* FiberSet.make<void, never>()
 
@@ -152,7 +156,7 @@ export const makeFeeds = (counters: HubCounters) =>
       connection: Connection,
       threadId: string,
       afterSeq: Option.Option<number>,
-      onHead: (headSeq: number) => void
+      onHead: (headSeq: number, online: ReadonlyArray<string>) => void
     ) => {
       const cursor: ThreadCursor = { lastSeq: 0, pending: [] }
       return Effect.gen(function*() {
@@ -160,7 +164,8 @@ export const makeFeeds = (counters: HubCounters) =>
         // live and is buffered; one committed before it is covered by the head the check returns.
         subscribe(connection, threadId, cursor)
         const head = yield* access.read(connection.principal, threadId)
-        onHead(head)
+        yield* presence.join(threadId, connection.userId)
+        onHead(head, presence.acknowledge(connection, threadId))
         cursor.lastSeq = Option.match(afterSeq, { onNone: () => head, onSome: (after) => Math.min(after, head) })
         yield* replay(connection, threadId, cursor, head)
         yield* settle(connection, threadId, cursor)
@@ -201,5 +206,5 @@ export const makeFeeds = (counters: HubCounters) =>
           })).pipe(Effect.ignoreLogged), { discard: true })
     )
 
-    return { byThread, deliver, join, resync, unsubscribe } as const
+    return { deliver, join, resync, unsubscribe } as const
   })

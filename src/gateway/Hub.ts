@@ -10,12 +10,14 @@ import type { Principal } from "../auth/Auth.ts"
 import { AppConfig } from "../config/AppConfig.ts"
 import type { DatabaseError, RequestError } from "../domain/Errors.ts"
 import { type ComponentHealth, up } from "../domain/Health.ts"
+import { Broker } from "../eventlog/Broker.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { HubCounters } from "../metrics/Metrics.ts"
 import { CloseCode } from "../protocol/Codes.ts"
-import { Access } from "../threads/Access.ts"
+import type { Access } from "../threads/Access.ts"
 import { Connection } from "./Connection.ts"
 import { makeFeeds } from "./Feeds.ts"
+import { makePresence } from "./Presence.ts"
 import type { ClientSocket } from "./Socket.ts"
 
 export interface HubStats {
@@ -30,13 +32,14 @@ export class Hub extends Context.Tag("agent-chat/Hub")<Hub, {
   readonly register: (socket: ClientSocket, principal: Principal) => Effect.Effect<Connection, never, Scope.Scope>
   /**
    * Joins a thread if Access lets the connection's user read it: `onHead` runs (to queue the ack) once
-   * the head is known, then stored events after `afterSeq` are queued, then live ones.
+   * the head and the online members are known, then stored events after `afterSeq` are queued, then
+   * live ones; `presence` frames follow whenever the online members change.
    */
   readonly join: (
     connection: Connection,
     threadId: string,
     afterSeq: Option.Option<number>,
-    onHead: (headSeq: number) => void
+    onHead: (headSeq: number, online: ReadonlyArray<string>) => void
   ) => Effect.Effect<number, DatabaseError | RequestError>
   readonly leave: (connection: Connection, threadId: string) => Effect.Effect<boolean>
   /** Connections the user holds on this node. */
@@ -55,12 +58,14 @@ const waitUntil = (done: () => boolean) =>
 const make = Effect.gen(function*() {
   const config = yield* AppConfig
   const eventLog = yield* EventLog
+  const broker = yield* Broker
   const connections = new Set<Connection>()
-  const perUser = new Map<string, number>()
   const counters = new HubCounters()
+  const byThread = new Map<string, Set<Connection>>()
 
-  const feeds = yield* makeFeeds(counters)
-  const { byThread, deliver, resync, unsubscribe } = feeds
+  const presence = yield* makePresence(byThread)
+  const feeds = yield* makeFeeds(counters, byThread, presence)
+  const { deliver, resync, unsubscribe } = feeds
   const runFork = Runtime.runFork(yield* Effect.runtime<never>())
 
   const subscription = yield* eventLog.live
@@ -69,10 +74,23 @@ const make = Effect.gen(function*() {
     Effect.tap((messages) => {
       for (const message of messages) {
         if (message.resync === true) runFork(resync)
-        else deliver(message)
+        else if (message.presence !== undefined) presence.announced(message.presence)
+        else {
+          deliver(message)
+          if (message.membersChanged === true) presence.membersChanged(message.threadId)
+        }
       }
     }),
     Effect.forever,
+    Effect.forkScoped
+  )
+
+  // While the broker is lost, other nodes' events reach this one through the log: every joined thread
+  // is checked against its head at each tick, until the broker is back (and resyncs once more).
+  yield* broker.health.pipe(
+    Effect.flatMap((health) => health.status === "down" ? resync : Effect.void),
+    Effect.repeat(Schedule.spaced(config.brokerPoll)),
+    Effect.delay(config.brokerPoll),
     Effect.forkScoped
   )
 
@@ -93,16 +111,14 @@ const make = Effect.gen(function*() {
         const connection = new Connection(socket, principal, connectionLimits, counters)
         counters.connects++
         connections.add(connection)
-        perUser.set(principal.userId, (perUser.get(principal.userId) ?? 0) + 1)
+        presence.connected(principal.userId)
         return connection
       }),
       (connection) =>
         Effect.sync(() => {
           connection.closed()
           connections.delete(connection)
-          const held = (perUser.get(connection.userId) ?? 1) - 1
-          if (held === 0) perUser.delete(connection.userId)
-          else perUser.set(connection.userId, held)
+          presence.disconnected(connection.userId)
           for (const threadId of [...connection.threads.keys()]) unsubscribe(connection, threadId)
         })
     )
@@ -110,14 +126,14 @@ const make = Effect.gen(function*() {
   const stats = Effect.sync((): HubStats => {
     let subscriptions = 0
     for (const set of byThread.values()) subscriptions += set.size
-    return { connections: connections.size, threads: byThread.size, subscriptions, users: perUser.size }
+    return { connections: connections.size, threads: byThread.size, subscriptions, users: presence.users() }
   })
 
   return Hub.of({
     register,
     join: feeds.join,
     leave: (connection, threadId) => Effect.sync(() => unsubscribe(connection, threadId)),
-    connectionsOf: (userId) => perUser.get(userId) ?? 0,
+    connectionsOf: presence.connectionsOf,
     closeAll: (code, reason, timeout) =>
       // Events stored before now (a run's terminal event, say) come back through the broker first.
       waitUntil(() => subscription.unsafeSize().pipe(Option.getOrElse(() => 0)) === 0).pipe(
@@ -136,7 +152,7 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const HubLive: Layer.Layer<Hub, never, AppConfig | EventLog | Access> = Layer.scoped(
+export const HubLive: Layer.Layer<Hub, never, AppConfig | EventLog | Access | Broker> = Layer.scoped(
   Hub,
   make
 )

@@ -62,8 +62,8 @@ export const makeRequests = Effect.gen(function*() {
       case "join_thread":
         return Effect.zipRight(
           withinThreadLimit(connection, frame.thread_id),
-          hub.join(connection, frame.thread_id, Option.fromNullable(frame.after_seq), (head) => {
-            connection.reply(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head }))
+          hub.join(connection, frame.thread_id, Option.fromNullable(frame.after_seq), (head, online) => {
+            connection.reply(Frames.ack(frame.id, { thread_id: frame.thread_id, head_seq: head, online }))
           })
         )
       case "leave_thread":

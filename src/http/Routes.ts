@@ -42,17 +42,18 @@ const ready = Effect.gen(function*() {
     : down("the database does not answer")
   const components: Record<string, ComponentHealth> = {
     database,
-    broker: yield* broker.health,
     auth: up({ algorithms: (yield* Auth).algorithms }),
     websocket: yield* hub.health,
     supervisor: yield* supervisor.health
   }
   const serving = Object.values(components).every((c) => c.status === "up")
-  // A failing model shows here, but the node still serves (history, members, cancels): it stays in the
-  // load balancer, which could not route around a provider that every node shares anyway.
-  const model = yield* (yield* ModelStatus).health
-  const status = state !== "ready" ? state : serving && model.status === "up" ? "ready" : "degraded"
-  return json(state === "ready" && serving ? 200 : 503, { status, components: { ...components, model } })
+  // A lost broker or a failing model shows here, but the node still serves: it reads other nodes' events
+  // from the log until the broker returns, and history, members and cancels need no model. It stays in
+  // the load balancer, which could not route around a Redis or a provider that every node shares anyway.
+  const degradable = { broker: yield* broker.health, model: yield* (yield* ModelStatus).health }
+  const whole = serving && degradable.broker.status === "up" && degradable.model.status === "up"
+  const status = state !== "ready" ? state : whole ? "ready" : "degraded"
+  return json(state === "ready" && serving ? 200 : 503, { status, components: { ...components, ...degradable } })
 })
 
 const metrics = Effect.gen(function*() {

@@ -29,7 +29,16 @@ export const Ack = Schema.Struct({
   /** Null for a message queued with `on_busy: "enqueue"` (an addition): its run has not started yet. */
   run_id: Schema.optional(Schema.NullOr(Schema.String)),
   /** An addition: true when the message was queued; its run's `agent_started` names it. */
-  queued: Schema.optional(Schema.Boolean)
+  queued: Schema.optional(Schema.Boolean),
+  /** An addition, on `join_thread`'s ack: the members with a connection on any node, sorted. */
+  online: Schema.optional(Schema.Array(Schema.String))
+})
+
+/** An addition: who of a joined thread's members is online changed; not an event, never stored. */
+export const Presence = Schema.Struct({
+  type: Schema.Literal("presence"),
+  thread_id: Schema.String,
+  online: Schema.Array(Schema.String)
 })
 
 export const ErrorFrame = Schema.Struct({
@@ -39,7 +48,7 @@ export const ErrorFrame = Schema.Struct({
   message: Schema.String
 })
 
-export const ServerFrame = Schema.Union(Welcome, Pong, Ack, ErrorFrame, EventFrame)
+export const ServerFrame = Schema.Union(Welcome, Pong, Ack, ErrorFrame, Presence, EventFrame)
 export type ServerFrame = typeof ServerFrame.Type
 
 export const welcome = (input: {
@@ -71,3 +80,6 @@ export const error = (ref: string | undefined, code: ErrorCode, message: string)
       ? { type: "error", code, message }
       : { type: "error", ref, code, message }) satisfies typeof ErrorFrame.Encoded
   )
+
+export const presence = (threadId: string, online: ReadonlyArray<string>) =>
+  JSON.stringify({ type: "presence", thread_id: threadId, online } satisfies typeof Presence.Encoded)

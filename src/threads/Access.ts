@@ -23,6 +23,10 @@ export class Access extends Context.Tag("agent-chat/Access")<Access, {
    * write's transaction, so a removal cannot slip between the check and the write.
    */
   readonly write: (principal: Principal, threadId: string) => Effect.Effect<void, RequestError | DatabaseError>
+  /** Who may read each of these threads (its members), sorted; none for a thread that does not exist. */
+  readonly membersOf: (
+    threadIds: ReadonlyArray<string>
+  ) => Effect.Effect<ReadonlyMap<string, ReadonlyArray<string>>, DatabaseError>
   /** The creator changes anyone; another member may only remove himself. Locks like `write`. */
   readonly changeMembers: (
     principal: Principal,
@@ -60,7 +64,7 @@ const make = Effect.gen(function*() {
     }
   )
 
-  return Access.of({ read, write, changeMembers })
+  return Access.of({ read, write, changeMembers, membersOf: threads.membersOf })
 })
 
 export const AccessLive: Layer.Layer<Access, never, Threads> = Layer.effect(Access, make)

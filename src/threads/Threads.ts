@@ -113,6 +113,21 @@ export class Threads extends Effect.Service<Threads>()("agent-chat/Threads", {
         Effect.mapError(dbError("check membership"))
       )
 
+    /** The members of each of these threads, sorted; a thread that does not exist has none. */
+    const membersOf = (threadIds: ReadonlyArray<string>) =>
+      (threadIds.length === 0
+        ? Effect.succeed<ReadonlyArray<{ thread_id: string; user_id: string }>>([])
+        : sql<{ thread_id: string; user_id: string }>`
+        SELECT thread_id, user_id FROM thread_members WHERE thread_id IN ${sql.in(threadIds)}
+        ORDER BY thread_id, user_id`).pipe(
+          Effect.map((rows) => {
+            const members = new Map<string, Array<string>>(threadIds.map((id) => [id, []]))
+            for (const row of rows) members.get(row.thread_id)?.push(row.user_id)
+            return members as ReadonlyMap<string, ReadonlyArray<string>>
+          }),
+          Effect.mapError(dbError("read members"))
+        )
+
     const memberCount = (threadId: string) =>
       sql<{ n: string | number }>`SELECT count(*) AS n FROM thread_members WHERE thread_id = ${threadId}`.pipe(
         Effect.map((rows) => Number(rows[0]?.n ?? 0)),
@@ -180,6 +195,7 @@ export class Threads extends Effect.Service<Threads>()("agent-chat/Threads", {
       describe,
       membership,
       memberCount,
+      membersOf,
       addMembers,
       removeMembers,
       insertMessage,

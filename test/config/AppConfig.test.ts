@@ -173,4 +173,18 @@ describe("the broker settings", () => {
       expect(redis.broker).toBe("redis")
       expect(JSON.stringify(redis)).not.toContain("secret-pass")
     }))
+
+  it.effect("PRESENCE_TTL_MS and BROKER_POLL_MS: 10 s and 1 s by default, positive integers", () =>
+    Effect.gen(function*() {
+      const defaults = yield* read({})
+      if (typeof defaults === "string") throw new Error(defaults)
+      expect(Duration.toMillis(defaults.presenceTtl)).toBe(10_000)
+      expect(Duration.toMillis(defaults.brokerPoll)).toBe(1_000)
+      const set = yield* read({ PRESENCE_TTL_MS: "4000", BROKER_POLL_MS: "250" })
+      if (typeof set === "string") throw new Error(set)
+      expect(Duration.toMillis(set.presenceTtl)).toBe(4000)
+      expect(Duration.toMillis(set.brokerPoll)).toBe(250)
+      expect(yield* read({ PRESENCE_TTL_MS: "0" })).toMatch(/PRESENCE_TTL_MS/)
+      expect(yield* read({ BROKER_POLL_MS: "soon" })).toMatch(/BROKER_POLL_MS/)
+    }))
 })

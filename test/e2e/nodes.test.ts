@@ -7,11 +7,16 @@
  * mid-run. Each node is a whole server graph with its own hub, supervisor
  * and broker connections.
  */
+import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { randomUUID } from "node:crypto"
 import type { GraphLayers } from "../../layers/Graph.ts"
 import { freshPostgres } from "../../layers/Test.ts"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { ChatClient, EventFrame } from "../../src/client/ChatClient.ts"
+import { AppConfig, AppConfigTest } from "../../src/config/AppConfig.ts"
+import { Broker } from "../../src/eventlog/Broker.ts"
+import { EventStore } from "../../src/eventlog/EventStore.ts"
 import { BrokerPostgres } from "../../src/eventlog/PgBroker.ts"
 import { BrokerRedis } from "../../src/eventlog/RedisBroker.ts"
 import { Supervisor } from "../../src/runs/Supervisor.ts"
@@ -210,11 +215,28 @@ describe.each(kinds)("several nodes on the $name broker", ({ fleet: makeFleet, n
           "B sees its broker down"
         )
       )
+      // Degraded, not out of service: B still serves, and says what is wrong.
+      const ready = yield* Effect.promise(async () => {
+        const response = await b.fetch("/health/ready")
+        return { code: response.status, body: await response.json() }
+      })
+      expect(ready.code).toBe(200)
+      expect(ready.body.status).toBe("degraded")
+      expect(ready.body.components.broker.reason).toMatch(name === "redis" ? /Redis at / : /LISTEN connection/)
       gate.openFully()
       yield* Effect.promise(() => alice.waitRunEnd(sent.run_id))
-      proxy.restore()
-      const end = yield* Effect.promise(() => bob.waitRunEnd(sent.run_id, 20_000))
+      // While the broker is lost, B reads the log for its joined threads: the run reaches bob all the same.
+      const end = yield* Effect.promise(() => bob.waitRunEnd(sent.run_id, 10_000))
       expect(end.event_type).toBe("agent_completed")
+      proxy.restore()
+      yield* Effect.promise(() =>
+        until(
+          async () => (await (await b.fetch("/health/ready")).json()).components.broker.status === "up",
+          "B has its broker back"
+        )
+      )
+      const next = yield* Effect.promise(() => alice.request({ type: "send_message", thread_id, content: "again" }))
+      yield* Effect.promise(() => bob.waitRunEnd(next.run_id, 10_000))
       const seqs = bob.events(thread_id).map((e) => e.seq)
       expect(seqs).toEqual(alice.events(thread_id).map((e) => e.seq))
       expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i))
@@ -222,10 +244,81 @@ describe.each(kinds)("several nodes on the $name broker", ({ fleet: makeFleet, n
     }))
 })
 
+const presenceOf = (client: ChatClient, threadId: string) =>
+  client.frames.flatMap((f) => f.type === "presence" && f.thread_id === threadId ? [f.online] : [])
+
+const lastPresence = (client: ChatClient, threadId: string, online: ReadonlyArray<string>) =>
+  until(async () => JSON.stringify(presenceOf(client, threadId).at(-1)) === JSON.stringify(online), `${online}`)
+
+describe.each(kinds)("presence across nodes on the $name broker", ({ fleet: makeFleet }) => {
+  const ttl = Duration.seconds(2)
+  const presenceNode = (fleet: Fleet) =>
+    Effect.map(
+      Layer.build(TestServer.layer({ database: fleet.database, broker: fleet.broker(), config: { presenceTtl: ttl } })),
+      Context.get(TestServer)
+    )
+
+  it.scopedLive("the ack on one node lists members connected on another, and each change reaches every node", () =>
+    Effect.gen(function*() {
+      // Redis and PostgreSQL outlive the test: its users are its own.
+      const [aliceId, bobId] = [`alice-${randomUUID()}`, `bob-${randomUUID()}`]
+      const fleet = yield* makeFleet
+      const [a, b, c] = [yield* presenceNode(fleet), yield* presenceNode(fleet), yield* presenceNode(fleet)]
+      const alice = yield* Effect.promise(() => a.connect(aliceId))
+      const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread", members: [bobId] }))
+      const ack = yield* Effect.promise(() => alice.request({ type: "join_thread", thread_id }))
+      expect(ack.online).toEqual([aliceId])
+      const bob = yield* Effect.promise(() => b.connect(bobId))
+      yield* Effect.promise(() => lastPresence(alice, thread_id, [aliceId, bobId]))
+      const aliceOnC = yield* Effect.promise(() => c.connect(aliceId))
+      const ackOnC = yield* Effect.promise(() => aliceOnC.request({ type: "join_thread", thread_id }))
+      expect(ackOnC.online).toEqual([aliceId, bobId])
+      bob.close()
+      yield* Effect.promise(() =>
+        Promise.all([lastPresence(alice, thread_id, [aliceId]), lastPresence(aliceOnC, thread_id, [aliceId])])
+      )
+      expect(presenceOf(alice, thread_id)).toEqual([[aliceId, bobId], [aliceId]])
+    }))
+
+  it.scopedLive("a node that stops renewing (it crashed) loses its users within the TTL and a quarter", () =>
+    Effect.gen(function*() {
+      // Redis and PostgreSQL outlive the test: its users are its own.
+      const [aliceId, bobId] = [`alice-${randomUUID()}`, `bob-${randomUUID()}`]
+      const fleet = yield* makeFleet
+      const a = yield* presenceNode(fleet)
+      // A node that holds bob once and then says nothing more, as a crashed one would.
+      const crashed = yield* Layer.build(
+        fleet.broker().pipe(
+          Layer.provide(Layer.mergeAll(
+            Layer.succeed(AppConfig, service(a, AppConfig)),
+            Layer.succeed(EventStore, service(a, EventStore)),
+            Layer.succeed(SqlClient.SqlClient, service(a, SqlClient.SqlClient))
+          ))
+        )
+      )
+      const alice = yield* Effect.promise(() => a.connect(aliceId))
+      const { thread_id } = yield* Effect.promise(() => alice.request({ type: "create_thread", members: [bobId] }))
+      yield* Effect.promise(() => alice.request({ type: "join_thread", thread_id }))
+      const presence = Context.get(crashed, Broker).presence
+      yield* presence.hold([bobId], [])
+      const held = Date.now()
+      yield* presence.announce([bobId])
+      yield* Effect.promise(() => lastPresence(alice, thread_id, [aliceId, bobId]))
+      yield* Effect.promise(() => lastPresence(alice, thread_id, [aliceId]))
+      const gone = Date.now() - held
+      expect(gone).toBeGreaterThanOrEqual(Duration.toMillis(ttl) - 100)
+      expect(gone).toBeLessThan(Duration.toMillis(ttl) * 1.25 + 1500)
+    }))
+})
+
 describe("a broker that cannot start", () => {
   it.scopedLive("stops at startup, naming Redis and its address, when Redis does not answer", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(Layer.build(BrokerRedis({ url: Redacted.make("redis://127.0.0.1:1"), retry })))
+      const error = yield* Effect.flip(
+        Layer.build(
+          BrokerRedis({ url: Redacted.make("redis://127.0.0.1:1"), retry }).pipe(Layer.provide(AppConfigTest()))
+        )
+      )
       expect(error._tag).toBe("StartupError")
       expect(error.message).toMatch(/^Broker failed to start: Redis unreachable at 127\.0\.0\.1:1 after 3 attempts/)
     }))

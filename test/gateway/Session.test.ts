@@ -130,7 +130,7 @@ describe("Session", () => {
       yield* env.post(T)
       yield* eventually("the live event", () => bob.socket.seqs(T).length === 3)
       const [, ack, ...events] = bob.socket.frames
-      expect(ack).toEqual({ type: "ack", ref: "j1", thread_id: T, head_seq: 3 })
+      expect(ack).toEqual({ type: "ack", ref: "j1", thread_id: T, head_seq: 3, online: ["bob"] })
       expect(events.map((f) => f.seq)).toEqual([2, 3, 4])
       bob.send({ type: "join_thread", id: "j2", thread_id: "not-mine" })
       yield* eventually("the refusal", () => bob.socket.ofType("error").length === 1)

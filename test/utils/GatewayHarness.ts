@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto"
 import type { Principal } from "../../src/auth/Auth.ts"
 import { AppConfig, type AppConfigShape, AppConfigTest } from "../../src/config/AppConfig.ts"
 import { RequestError } from "../../src/domain/Errors.ts"
-import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
+import { Broker, BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { EventLog, EventLogLive } from "../../src/eventlog/EventLog.ts"
 import { EventStore } from "../../src/eventlog/EventStore.ts"
 import { makeMemoryStore, type MemoryStore } from "../../src/eventlog/MemoryEventStore.ts"
@@ -67,16 +67,17 @@ export const makeHubEnv = (overrides: Partial<AppConfigShape> = {}) =>
         }),
       write: (who, threadId) =>
         isMember(who.userId, threadId) ? Effect.void : Effect.fail(RequestError.notFound("thread")),
-      changeMembers: () => Effect.void
+      changeMembers: () => Effect.void,
+      membersOf: (threadIds) => Effect.succeed(new Map(threadIds.map((id) => [id, [...members.get(id) ?? []].sort()])))
     })
 
     const config = AppConfigTest(overrides)
     const eventLog = EventLogLive.pipe(
       Layer.provide(Layer.succeed(EventStore, store)),
-      Layer.provide(BrokerInProcess),
+      Layer.provideMerge(BrokerInProcess),
       Layer.provide(config)
     )
-    const context: Context.Context<Hub | EventLog | Access | AppConfig> = yield* HubLive.pipe(
+    const context: Context.Context<Hub | EventLog | Access | AppConfig | Broker> = yield* HubLive.pipe(
       Layer.provideMerge(eventLog),
       Layer.provideMerge(Layer.succeed(Access, access)),
       Layer.provideMerge(config),

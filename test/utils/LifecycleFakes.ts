@@ -80,6 +80,7 @@ export const threads = (messages: MessageTable, lost: () => boolean) => {
       describe: unused,
       membership: unused,
       memberCount: () => Effect.succeed(1).pipe(unless(lost, "count members")),
+      membersOf: unused,
       addMembers: unused,
       removeMembers: unused,
       insertMessage: (input) =>

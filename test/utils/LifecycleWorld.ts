@@ -93,7 +93,8 @@ const serverProcess = (
   const access = Layer.succeed(Access, {
     read: () => Effect.succeed(0),
     write: () => Effect.void,
-    changeMembers: () => Effect.void
+    changeMembers: () => Effect.void,
+    membersOf: (threadIds) => Effect.succeed(new Map(threadIds.map((id) => [id, []])))
   })
   const monitor = Layer.succeed(DatabaseMonitor, {
     isUp: () => !lost(),

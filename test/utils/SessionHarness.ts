@@ -66,6 +66,7 @@ const fakes = (env: HubEnv, nudges: { count: number }) => {
     describe: unused,
     membership: unused,
     memberCount: unused,
+    membersOf: unused,
     addMembers: unused,
     removeMembers: unused,
     insertMessage: unused,
