@@ -6,7 +6,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { PgClient, PgMigrator } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Duration, Effect, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import { type RetryPolicy, startupRetrySchedule } from "../config/AppConfig.ts"
 import { StartupError } from "../domain/Errors.ts"
 import { Embedded, EmbeddedPostgres } from "./Embedded.ts"
@@ -73,7 +73,19 @@ const client = (options: DatabaseOptions) => {
   )
 }
 
+/**
+ * Nodes starting at once on a new database race to create the migrations table (the migrator looks for
+ * it, then creates it): the losers fail with 42P07, 42710 or 23505. Tried again they find it, and the
+ * migrator's lock on it serializes the rest.
+ */
+const createdConcurrently = (error: unknown) => {
+  const cause = rootCause(error)
+  const code = typeof cause === "object" && cause !== null ? (cause as { code?: unknown }).code : undefined
+  return code === "42P07" || code === "42710" || code === "23505"
+}
+
 const migrations = PgMigrator.layer({ loader }).pipe(
+  Layer.retry(Schedule.recurs(2).pipe(Schedule.whileInput(createdConcurrently))),
   Layer.provide(NodeContext.layer),
   Layer.mapError((error) =>
     new StartupError({ component: "database", reason: `migrations failed: ${describeCause(error)}` })

@@ -204,8 +204,11 @@ const make = Effect.gen(function*() {
             Option.match(started, { onNone: () => Effect.void, onSome: (run) => start({ threadId, ...run }, latch) }),
             accepted(ids)
           )
+      ).pipe(
+        // Whatever follows the commit: a sender whose socket closed at its ack has its request interrupted
+        // here, and the run it started must not wait for the latch forever, its thread busy.
+        Effect.ensuring(Deferred.succeed(latch, undefined))
       )
-      yield* Deferred.succeed(latch, undefined)
       return ids
     })
 
