@@ -102,7 +102,8 @@ export const BrokerPostgres = (
       const listen = Effect.acquireRelease(
         Effect.tryPromise({
           try: async () => {
-            const client = new pg.Client({ connectionString: url })
+            // Named, so an operator sees it in pg_stat_activity.
+            const client = new pg.Client({ connectionString: url, application_name: "agent-chat-broker" })
             client.on("error", () => undefined)
             await client.connect()
             await client.query(`LISTEN ${CHANNEL}`)
@@ -149,7 +150,13 @@ export const BrokerPostgres = (
       )
       yield* session.pipe(
         Effect.catchAll(() => Effect.void),
-        Effect.repeat(Schedule.exponential(Duration.millis(100)).pipe(Schedule.union(Schedule.spaced("2 seconds")))),
+        // Quick retries after a loss, at most 2 s apart; a session that lasted starts the backoff afresh.
+        Effect.repeat(
+          Schedule.exponential(Duration.millis(100)).pipe(
+            Schedule.union(Schedule.spaced("2 seconds")),
+            Schedule.resetAfter("10 seconds")
+          )
+        ),
         Effect.forkScoped
       )
 
