@@ -16,6 +16,12 @@ export const BENCH_USER = "bench-user"
 
 export type ServerKind = "baseline" | "agent-chat"
 
+/**
+ * The deployments of the `nodes` workload, all agent-chat on a fresh database of a real PostgreSQL: one node
+ * (the in-process broker), or two nodes sharing that database and a broker (BROKER=redis, BROKER=postgres).
+ */
+export type NodesSetup = "one node" | "redis" | "postgres"
+
 export interface ReadyLine {
   readonly kind: ServerKind
   readonly wsPort: number
