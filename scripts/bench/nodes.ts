@@ -79,14 +79,18 @@ export class Nodes {
       retryStrategy: () => null,
       connectTimeout: PROBE_MS
     })
-    redis.on("error", () => undefined)
+    // The socket's error says more than the "Connection is closed." that connect() rejects with.
+    let failure: unknown
+    redis.on("error", (error) => failure ??= error)
     try {
       await withDeadline(redis.connect().then(() => redis.ping()), PROBE_MS, "Redis")
       return { setups: ["one node", "redis", "postgres"], skipped: [] }
     } catch (error) {
       return {
         setups: ["one node", "postgres"],
-        skipped: [`redis skipped: no Redis at ${hostOf(this.redisUrl)} (${reason(error)}); set BENCH_REDIS_URL`]
+        skipped: [
+          `redis skipped: no Redis at ${hostOf(this.redisUrl)} (${reason(failure ?? error)}); set BENCH_REDIS_URL`
+        ]
       }
     } finally {
       redis.disconnect()
