@@ -313,6 +313,7 @@ const fixedLatency = async (env: Env, spec: FixedLatencySpec) => {
     server_cpu: fixed.serverCpu,
     load_cpu: fixed.loadCpu
   })
+  result.details.fixed_latency = fixed
   return { threadIds, fixed }
 }
 
@@ -461,5 +462,8 @@ export const replay = async ({ control, pool, result }: Env, spec: Extract<LoadS
  */
 export const nodes = async (env: Env, spec: Extract<LoadSpec, { workload: "nodes" }>) => {
   await fanout(env, { ...spec.fanout, workload: "fanout", store: true })
+  // Latency on connections of its own, as in the latency workload: the fan-out's are gone first.
+  await env.pool.closeAll()
+  await waitConnections(env.receiver ?? env.control, 0)
   await fixedLatency(env, { ...spec.latency, store: true })
 }
