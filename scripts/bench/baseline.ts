@@ -143,8 +143,10 @@ const target: BenchTarget = {
       data: d.data
     }))
     for (const event of events) {
-      thread.log.push(encode(event))
+      const bytes = encode(event)
+      thread.log.push(bytes)
       thread.head = event.seq
+      for (const socket of thread.sockets) socket.send(bytes)
     }
     return Promise.resolve(events)
   },

@@ -16,6 +16,12 @@ export const BENCH_USER = "bench-user"
 
 export type ServerKind = "baseline" | "agent-chat"
 
+/**
+ * The deployments of the `nodes` workload, all agent-chat on a fresh database of a real PostgreSQL: one node
+ * (the in-process broker), or two nodes sharing that database and a broker (BROKER=redis, BROKER=postgres).
+ */
+export type NodesSetup = "one node" | "redis" | "postgres"
+
 export interface ReadyLine {
   readonly kind: ServerKind
   readonly wsPort: number
@@ -38,7 +44,11 @@ export interface PublishRequest {
   /** burst: as fast as the server takes them, in chunks; rate: open loop at `rate` events/s. */
   readonly mode: "burst" | "rate"
   readonly rate?: number
-  /** Append to the event log first (for replay), as the supervisor does, then publish. */
+  /**
+   * Store through the event log, as a run's events are, which delivers them once committed (on every node,
+   * through the broker) instead of publishing them straight to the hub. Deltas only: a stored tool result
+   * needs its tool call opened first.
+   */
   readonly store?: boolean
 }
 
@@ -56,6 +66,8 @@ export interface PublishResult {
   readonly ended_at: number
   /** Rate mode: the worst delay of the publisher behind its schedule. */
   readonly max_lag_ms: number
+  /** Batches the server refused (an append that failed): their events never arrive. */
+  readonly failed: number
 }
 
 export interface StatsResult {

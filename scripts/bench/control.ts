@@ -35,13 +35,13 @@ export interface BenchTarget {
   readonly head: (threadId: string) => Promise<number>
   /** Delivers events live to the connections that joined their threads. */
   readonly publish: (events: ReadonlyArray<StoredEvent>) => Promise<void>
-  /** Appends to the thread's log; the stored events carry their seqs. */
+  /** Appends to the thread's log and delivers the events live, like `publish`; they carry their seqs. */
   readonly append: (threadId: string, drafts: ReadonlyArray<Draft>) => Promise<ReadonlyArray<StoredEvent>>
   readonly hubStats: () => Promise<StatsResult["hub"]>
 }
 
+/** Events per publish, or per append when stored. */
 const BURST_CHUNK = 100
-const APPEND_BATCH = 1000
 const MAX_EVENTS = 5_000_000
 const RSS_SETTLE_MS = 250
 
@@ -81,34 +81,43 @@ export const startControl = async (target: BenchTarget) => {
     }
   }
 
-  const burst = async (request: PublishRequest) => {
-    const ids = request.thread_ids
-    for (let i = 0; i < request.count;) {
-      const batch: Array<StoredEvent> = []
-      for (let j = 0; j < BURST_CHUNK && i < request.count; j++, i++) {
-        const threadId = ids[i % ids.length]!
-        batch.push(makeEvent(threadId, nextSeq(threadId), request.size, now()))
-      }
-      await target.publish(batch)
-      await yieldToLoop()
+  /**
+   * One batch of synthetic events, each with the time it was due: published straight to the hub with the
+   * thread's next seqs, or (`store`) appended to the log, one append per thread, which delivers them once
+   * committed.
+   */
+  const emit = (request: PublishRequest, due: ReadonlyArray<readonly [threadId: string, t: number]>) => {
+    if (request.store !== true) {
+      return target.publish(due.map(([threadId, t]) => makeEvent(threadId, nextSeq(threadId), request.size, t)))
     }
+    const byThread = new Map<string, Array<Draft>>()
+    for (const [threadId, t] of due) {
+      const { data, type } = eventData(request.size, t)
+      const drafts = byThread.get(threadId)
+      const draft: Draft = { event_type: type as EventType, data }
+      if (drafts === undefined) byThread.set(threadId, [draft])
+      else drafts.push(draft)
+    }
+    return Promise.all(Array.from(byThread, ([threadId, drafts]) => target.append(threadId, drafts)))
   }
 
-  const stored = async (request: PublishRequest) => {
+  /** As fast as the server takes them, in chunks: stored thread by thread, as one run appends its events. */
+  const burst = async (request: PublishRequest) => {
     const ids = request.thread_ids
-    const perThread = Math.ceil(request.count / ids.length)
-    for (const threadId of ids) {
-      for (let done = 0; done < perThread;) {
-        const n = Math.min(APPEND_BATCH, perThread - done)
-        const drafts = Array.from({ length: n }, (): Draft => {
-          const { data, type } = eventData(request.size, now())
-          return { event_type: type as EventType, data }
-        })
-        const events = await target.append(threadId, drafts)
-        await target.publish(events)
-        done += n
+    const chunk = (count: number, threadOf: (j: number) => string) =>
+      emit(request, Array.from({ length: count }, (_, j) => [threadOf(j), now()] as const))
+    if (request.store === true) {
+      const perThread = Math.ceil(request.count / ids.length)
+      for (const threadId of ids) {
+        for (let done = 0; done < perThread; done += BURST_CHUNK) {
+          await chunk(Math.min(BURST_CHUNK, perThread - done), () => threadId)
+        }
       }
-      lastSeq.set(threadId, await target.head(threadId))
+      return
+    }
+    for (let i = 0; i < request.count; i += BURST_CHUNK) {
+      await chunk(Math.min(BURST_CHUNK, request.count - i), (j) => ids[(i + j) % ids.length]!)
+      await yieldToLoop()
     }
   }
 
@@ -118,6 +127,8 @@ export const startControl = async (target: BenchTarget) => {
     const interval = 1000 / rate
     const start = now()
     const giveUp = start + request.count * interval + 60_000
+    const sent: Array<Promise<unknown>> = []
+    let failed = 0
     let i = 0
     let maxLag = 0
     await new Promise<void>((resolve) => {
@@ -126,19 +137,17 @@ export const startControl = async (target: BenchTarget) => {
         const due = Math.min(request.count, Math.floor((t - start) / interval) + 1)
         if (due > i) {
           maxLag = Math.max(maxLag, t - (start + i * interval))
-          const batch: Array<StoredEvent> = []
-          for (; i < due; i++) {
-            const threadId = ids[i % ids.length]!
-            batch.push(makeEvent(threadId, nextSeq(threadId), request.size, start + i * interval))
-          }
-          void target.publish(batch)
+          const batch: Array<readonly [string, number]> = []
+          for (; i < due; i++) batch.push([ids[i % ids.length]!, start + i * interval])
+          sent.push(emit(request, batch).catch(() => failed++))
         }
         if (i >= request.count || t > giveUp) resolve()
         else setTimeout(tick, 1)
       }
       tick()
     })
-    return { published: i, maxLag }
+    await Promise.all(sent)
+    return { published: i, maxLag, failed }
   }
 
   const publish = async (request: PublishRequest): Promise<PublishResult> => {
@@ -150,12 +159,14 @@ export const startControl = async (target: BenchTarget) => {
     const startedAt = now()
     let published = request.count
     let maxLag = 0
-    if (request.store === true) await stored(request)
-    else if (request.mode === "rate") {
+    let failed = 0
+    if (request.mode === "rate") {
       const rate = request.rate ?? 0
       if (!(rate > 0)) throw new Error("rate mode needs a positive rate")
-      ;({ maxLag, published } = await rated(request, rate))
+      ;({ failed, maxLag, published } = await rated(request, rate))
     } else await burst(request)
+    // The log gave these seqs: a later publish straight to the hub reads the head again.
+    if (request.store === true) { for (const id of request.thread_ids) lastSeq.delete(id) }
     const endedAt = now()
     return {
       published,
@@ -163,7 +174,8 @@ export const startControl = async (target: BenchTarget) => {
       cpu_after: process.cpuUsage(),
       started_at: startedAt,
       ended_at: endedAt,
-      max_lag_ms: maxLag
+      max_lag_ms: maxLag,
+      failed
     }
   }
 

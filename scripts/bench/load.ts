@@ -5,14 +5,16 @@
  * prints one result line. It always exits, at the latest at its deadline.
  *
  *   node --import tsx scripts/bench/load.ts '{"wsPort":…,"controlPort":…,"deadlineMs":…,"spec":{…}}'
+ *
+ * With `receiverControlPort` (the `nodes` workload on two nodes) the
+ * clients are on one server and the events are published on another.
  */
 import { BENCH_USER, type CpuTimes, type PublishResult, RESULT_PREFIX, signToken, type StatsResult } from "./common.ts"
 import { Pool } from "./pool.ts"
+import type { LoadPorts } from "./processes.ts"
 import * as Workloads from "./workloads.ts"
 
-interface Input {
-  readonly wsPort: number
-  readonly controlPort: number
+interface Input extends LoadPorts {
   readonly deadlineMs: number
   readonly spec: Workloads.LoadSpec
 }
@@ -31,28 +33,35 @@ setTimeout(() => {
   finish(2)
 }, input.deadlineMs)
 
-const base = `http://127.0.0.1:${input.controlPort}`
-const call = async <A>(method: string, path: string, body?: unknown): Promise<A> => {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) })
-  })
-  const json = await response.json() as A
-  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`)
-  return json
-}
-
-const control: Workloads.Control = {
-  threads: (count) => call<{ thread_ids: Array<string> }>("POST", "/threads", { count }).then((r) => r.thread_ids),
-  publish: (request) => call<PublishResult>("POST", "/publish", request),
-  stats: () => call<StatsResult>("GET", "/stats"),
-  cpu: () => call<CpuTimes>("GET", "/cpu")
+/** The control channel of the server at `port`. */
+const controlAt = (port: number): Workloads.Control => {
+  const call = async <A>(method: string, path: string, body?: unknown): Promise<A> => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+      method,
+      headers: { "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) })
+    })
+    const json = await response.json() as A
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(json)}`)
+    return json
+  }
+  return {
+    threads: (count) => call<{ thread_ids: Array<string> }>("POST", "/threads", { count }).then((r) => r.thread_ids),
+    publish: (request) => call<PublishResult>("POST", "/publish", request),
+    stats: () => call<StatsResult>("GET", "/stats"),
+    cpu: () => call<CpuTimes>("GET", "/cpu")
+  }
 }
 
 try {
   const pool = new Pool(input.wsPort, await signToken(BENCH_USER))
-  const env: Workloads.Env = { pool, control, result }
+  const control = controlAt(input.controlPort)
+  const env: Workloads.Env = {
+    pool,
+    control,
+    result,
+    ...(input.receiverControlPort === undefined ? {} : { receiver: controlAt(input.receiverControlPort) })
+  }
   const spec = input.spec
   switch (spec.workload) {
     case "memory":
@@ -69,6 +78,9 @@ try {
       break
     case "replay":
       await Workloads.replay(env, spec)
+      break
+    case "nodes":
+      await Workloads.nodes(env, spec)
       break
   }
   if (pool.errors.length > 0) result.notes.push(`connection errors: ${pool.errors.join("; ")}`)

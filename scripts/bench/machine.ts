@@ -6,7 +6,7 @@
  * within a bounded budget, for the cores to be quiet before a run starts.
  */
 import { execFileSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync } from "node:fs"
 import { availableParallelism, cpus, release } from "node:os"
 import { sleep } from "./common.ts"
 
@@ -37,7 +37,7 @@ const readCores = (cores: ReadonlyArray<string>): CoreTimes | undefined => {
 }
 
 /** utime + stime of a process, in ticks. */
-export const processTicks = (pid: number | undefined): number => {
+const processTicks = (pid: number | undefined): number => {
   if (pid === undefined) return 0
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
@@ -45,6 +45,46 @@ export const processTicks = (pid: number | undefined): number => {
     return Number(fields[11]) + Number(fields[12])
   } catch {
     return 0
+  }
+}
+
+/** The pids of the processes whose command line matches `pattern`. */
+const pidsMatching = (pattern: RegExp): Array<number> => {
+  const pids: Array<number> = []
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue
+      try {
+        if (pattern.test(readFileSync(`/proc/${entry}/cmdline`, "latin1").replaceAll("\0", " "))) {
+          pids.push(Number(entry))
+        }
+      } catch {
+        // gone meanwhile
+      }
+    }
+  } catch {
+    // not Linux
+  }
+  return pids
+}
+
+/**
+ * Starts counting the CPU of some processes: `pids`, and those whose command line matches `services`, which
+ * may come and go meanwhile (a database's backends). Returns the ticks they used since.
+ */
+export const ticksSince = (pids: ReadonlyArray<number | undefined>, services?: RegExp): () => number => {
+  const read = () => {
+    const ticks = new Map<number, number>()
+    for (const pid of [...pids, ...(services === undefined ? [] : pidsMatching(services))]) {
+      if (pid !== undefined) ticks.set(pid, processTicks(pid))
+    }
+    return ticks
+  }
+  const start = read()
+  return () => {
+    let used = 0
+    for (const [pid, ticks] of read()) used += Math.max(0, ticks - (start.get(pid) ?? 0))
+    return used
   }
 }
 

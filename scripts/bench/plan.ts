@@ -31,9 +31,11 @@ export const limits = () => {
 }
 
 export interface Plan {
-  readonly specs: Record<WorkloadName, LoadSpec>
+  readonly specs: { readonly [W in WorkloadName]: Extract<LoadSpec, { readonly workload: W }> }
   readonly deadlines: Record<WorkloadName, number>
   readonly fanoutCounts: ReadonlyArray<number>
+  /** The fan-out cases of the `nodes` workload: some of `fanoutCounts`, with 100 B deltas. */
+  readonly nodesCounts: ReadonlyArray<number>
   /** Connections the memory workload must hold. */
   readonly held: number
 }
@@ -42,17 +44,21 @@ export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
   const cap = (n: number) => Math.min(n, maxConnections)
   const high = cap(quick ? 2_000 : 10_000)
   const fanoutCounts = [1, 10, 100, 1000].map(cap)
+  const nodesCounts = (quick ? [1, 100] : [1, 100, 1000]).map(cap)
+  const fanoutDeliveries = quick ? { delta: 20_000, tool: 10_000 } : { delta: 100_000, tool: 50_000 }
+  const fanoutMaxEvents = quick ? 5_000 : 20_000
   return {
     held: high,
     fanoutCounts,
+    nodesCounts,
     specs: {
       memory: { workload: "memory", low: Math.floor(high / 2), high, holdMs: quick ? 1_000 : 2_000 },
       fanout: {
         workload: "fanout",
         counts: fanoutCounts,
         sizes: ["delta", "tool"],
-        deliveries: quick ? { delta: 20_000, tool: 10_000 } : { delta: 100_000, tool: 50_000 },
-        maxEvents: quick ? 5_000 : 20_000
+        deliveries: fanoutDeliveries,
+        maxEvents: fanoutMaxEvents
       },
       latency: {
         workload: "latency",
@@ -75,14 +81,29 @@ export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
         stormMissed: 20,
         stormConcurrency: cap(quick ? 1_000 : 5_000)
       },
-      replay: { workload: "replay", events: quick ? 2_000 : 10_000, joins: quick ? 1 : 3 }
+      replay: { workload: "replay", events: quick ? 2_000 : 10_000, joins: quick ? 1 : 3 },
+      // The fan-out of the fanout workload (its sizes, with deltas: a stored tool result needs its tool call
+      // opened first), and a moderate rate of stored events, one append each: a hundred runs storing two
+      // events a second, well below what one node stores (each append costs it 1–2 ms of CPU here).
+      nodes: {
+        workload: "nodes",
+        fanout: { counts: nodesCounts, sizes: ["delta"], deliveries: fanoutDeliveries, maxEvents: fanoutMaxEvents },
+        latency: {
+          connections: cap(quick ? 50 : 100),
+          threads: cap(quick ? 50 : 100),
+          fixedRate: quick ? 100 : 200,
+          fixedMs: quick ? 3_000 : 10_000,
+          warmupMs: quick ? 300 : 1_000
+        }
+      }
     },
     deadlines: {
       memory: 240_000,
       fanout: 300_000,
       latency: 300_000,
       connect: 300_000,
-      replay: 180_000
+      replay: 180_000,
+      nodes: 240_000
     }
   }
 }

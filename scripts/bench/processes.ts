@@ -26,6 +26,25 @@ export interface RunningServer {
   readonly exited: () => string | undefined
 }
 
+/** Where the load generator connects: its clients' WebSocket port, and the control ports. */
+export interface LoadPorts {
+  readonly wsPort: number
+  /** The control channel of the server that publishes. */
+  readonly controlPort: number
+  /** The control channel of the server the clients are connected to, when it is another one. */
+  readonly receiverControlPort?: number
+}
+
+/** The servers of one run, started and ready. */
+export interface Deployment {
+  readonly servers: ReadonlyArray<RunningServer>
+  readonly ports: LoadPorts
+  /** Other processes whose CPU is the run's own (the database's backends, Redis): their command lines. */
+  readonly services?: RegExp
+  /** Stops the servers and removes what they used. */
+  readonly stop: () => Promise<void>
+}
+
 export class Processes {
   readonly pinned: boolean
   readonly notes: Array<string> = []
@@ -49,13 +68,13 @@ export class Processes {
     }
   }
 
-  private spawn(core: string, args: ReadonlyArray<string>): ChildProcess {
+  private spawn(core: string, args: ReadonlyArray<string>, env: Readonly<Record<string, string>> = {}): ChildProcess {
     const command = this.pinned ? "taskset" : process.execPath
     const argv = this.pinned ? ["-c", core, process.execPath, ...args] : [...args]
     const child = spawn(command, argv, {
       cwd: this.root,
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, BENCH_TMPDIR: this.tmp }
+      env: { ...process.env, ...env, BENCH_TMPDIR: this.tmp }
     })
     this.children.add(child)
     child.once("exit", () => this.children.delete(child))
@@ -88,11 +107,12 @@ export class Processes {
     })
   }
 
-  async startServer(kind: ServerKind): Promise<RunningServer> {
+  /** A server on core 0; `env` adds to the environment (the `nodes` workload's database and broker). */
+  async startServer(kind: ServerKind, env: Readonly<Record<string, string>> = {}): Promise<RunningServer> {
     const file = kind === "baseline" ? "scripts/bench/baseline.ts" : "scripts/bench/server.ts"
     // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each server process there (on a clean exit).
     const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
-    const child = this.spawn(SERVER_CORE, ["--expose-gc", ...profile, "--import", "tsx", file])
+    const child = this.spawn(SERVER_CORE, ["--expose-gc", ...profile, "--import", "tsx", file], env)
     const output = Processes.capture(child)
     let exited: string | undefined
     const ready = new Promise<ReadyLine>((resolve, reject) => {
@@ -115,8 +135,18 @@ export class Processes {
     }
   }
 
-  async runLoad(server: RunningServer, spec: unknown, deadlineMs: number): Promise<LoadResult> {
-    const input = { wsPort: server.ready.wsPort, controlPort: server.ready.controlPort, deadlineMs, spec }
+  /** One server of `kind`, as the single-node workloads run it. */
+  async deploy(kind: ServerKind): Promise<Deployment> {
+    const server = await this.startServer(kind)
+    return {
+      servers: [server],
+      ports: { wsPort: server.ready.wsPort, controlPort: server.ready.controlPort },
+      stop: () => this.stop(server)
+    }
+  }
+
+  async runLoad(ports: LoadPorts, spec: unknown, deadlineMs: number): Promise<LoadResult> {
+    const input = { ...ports, deadlineMs, spec }
     const child = this.spawn(LOAD_CORE, [
       "--expose-gc",
       "--import",

@@ -1,12 +1,14 @@
 /**
  * From trials to figures: the metrics of each workload, their medians and
  * spreads (min–max) over trials, each agent-chat figure as a ratio to the
- * baseline of the same trial, the targets of the spec, and the table.
+ * baseline of the same trial, the targets of the spec, and the table; and
+ * the `nodes` workload's own table, two nodes as a ratio to one.
  */
-import { median } from "./common.ts"
+import { median, type NodesSetup } from "./common.ts"
+import type { Plan } from "./plan.ts"
 import type { LoadResult } from "./workloads.ts"
 
-export type WorkloadName = "memory" | "fanout" | "latency" | "connect" | "replay"
+export type WorkloadName = "memory" | "fanout" | "latency" | "connect" | "replay" | "nodes"
 
 export interface Target {
   /** ratio: agent-chat / raw ws of the same trial; value: agent-chat's own figure. */
@@ -25,7 +27,77 @@ export interface MetricDef {
 
 const SIZE_LABEL = { delta: "100 B delta", tool: "4 KB tool result" } as const
 
-export const metricDefs = (counts: ReadonlyArray<number>, held: number): ReadonlyArray<MetricDef> => [
+/** Deliveries, server CPU per delivery and the load generator's CPU of each fan-out case. */
+const fanoutDefs = (
+  workload: WorkloadName,
+  sizes: ReadonlyArray<keyof typeof SIZE_LABEL>,
+  counts: ReadonlyArray<number>,
+  target?: (n: number) => Target | undefined
+): Array<MetricDef> =>
+  sizes.flatMap((size) =>
+    counts.flatMap((n): Array<MetricDef> => {
+      const goal = target?.(n)
+      return [
+        {
+          workload,
+          key: `fanout_${size}_${n}_dps`,
+          label: `fan-out ${SIZE_LABEL[size]} to ${n}: deliveries`,
+          unit: "/s",
+          ...(goal === undefined ? {} : { target: goal })
+        },
+        {
+          workload,
+          key: `fanout_${size}_${n}_cpu_us`,
+          label: `fan-out ${SIZE_LABEL[size]} to ${n}: server CPU per delivery`,
+          unit: "µs"
+        },
+        { workload, key: `fanout_${size}_${n}_load_cpu`, label: `  load generator CPU`, unit: "core" }
+      ]
+    })
+  )
+
+const rateLabel = (rate: number) => `${rate >= 1000 ? `${rate / 1000}k` : rate} ev/s`
+
+/** The figures of a fixed-rate latency run. */
+const fixedLatencyDefs = (
+  workload: WorkloadName,
+  spec: { readonly connections: number; readonly fixedRate: number },
+  also: ReadonlyArray<"p999_ms" | "max_ms">
+): Array<MetricDef> => {
+  const at = `(${spec.connections.toLocaleString("en-US")} conn, ${rateLabel(spec.fixedRate)})`
+  const rate = rateLabel(spec.fixedRate)
+  return [
+    { workload, key: "p50_ms", label: `latency p50 ${at}`, unit: "ms" },
+    {
+      workload,
+      key: "p99_ms",
+      label: `latency p99 ${at}`,
+      unit: "ms",
+      ...(workload === "latency" ? { target: valueMax(10) } : {})
+    },
+    ...also.map((key): MetricDef => ({
+      workload,
+      key,
+      label: `latency ${key === "max_ms" ? "max" : "p99.9"} ${at}`,
+      unit: "ms"
+    })),
+    { workload, key: "lost", label: `events not received (${rate})`, unit: "count", target: valueMax(0) },
+    { workload, key: "server_cpu", label: `server CPU at ${rate}`, unit: "core" },
+    { workload, key: "load_cpu", label: `load generator CPU at ${rate}`, unit: "core" }
+  ]
+}
+
+export const metricDefs = (plan: Plan): ReadonlyArray<MetricDef> => [
+  ...mainDefs(plan.fanoutCounts, plan.held, plan.specs.latency),
+  ...fanoutDefs("nodes", ["delta"], plan.nodesCounts),
+  ...fixedLatencyDefs("nodes", plan.specs.nodes.latency, ["max_ms"])
+]
+
+const mainDefs = (
+  counts: ReadonlyArray<number>,
+  held: number,
+  latency: { readonly connections: number; readonly fixedRate: number }
+): ReadonlyArray<MetricDef> => [
   {
     workload: "memory",
     key: "rss_kb",
@@ -40,30 +112,8 @@ export const metricDefs = (counts: ReadonlyArray<number>, held: number): Readonl
   { workload: "memory", key: "errors", label: "connection errors", unit: "count", target: valueMax(0) },
   { workload: "memory", key: "open_rate", label: "open rate while filling", unit: "conn/s" },
   { workload: "memory", key: "load_cpu", label: "load generator CPU while opening", unit: "core" },
-  ...(["delta", "tool"] as const).flatMap((size) =>
-    counts.flatMap((n): Array<MetricDef> => [
-      {
-        workload: "fanout",
-        key: `fanout_${size}_${n}_dps`,
-        label: `fan-out ${SIZE_LABEL[size]} to ${n}: deliveries`,
-        unit: "/s",
-        ...(n === 1000 ? { target: ratioMin(1) } : {})
-      },
-      {
-        workload: "fanout",
-        key: `fanout_${size}_${n}_cpu_us`,
-        label: `fan-out ${SIZE_LABEL[size]} to ${n}: server CPU per delivery`,
-        unit: "µs"
-      },
-      { workload: "fanout", key: `fanout_${size}_${n}_load_cpu`, label: `  load generator CPU`, unit: "core" }
-    ])
-  ),
-  { workload: "latency", key: "p50_ms", label: "latency p50 (1,000 conn, 10k ev/s)", unit: "ms" },
-  { workload: "latency", key: "p99_ms", label: "latency p99 (1,000 conn, 10k ev/s)", unit: "ms", target: valueMax(10) },
-  { workload: "latency", key: "p999_ms", label: "latency p99.9 (1,000 conn, 10k ev/s)", unit: "ms" },
-  { workload: "latency", key: "lost", label: "events not received (10k ev/s)", unit: "count", target: valueMax(0) },
-  { workload: "latency", key: "server_cpu", label: "server CPU at 10k ev/s", unit: "core" },
-  { workload: "latency", key: "load_cpu", label: "load generator CPU at 10k ev/s", unit: "core" },
+  ...fanoutDefs("fanout", ["delta", "tool"], counts, (n) => n === 1000 ? ratioMin(1) : undefined),
+  ...fixedLatencyDefs("latency", latency, ["p999_ms"]),
   { workload: "latency", key: "max_rate", label: "highest rate with p99 ≤ 10 ms", unit: "ev/s" },
   { workload: "connect", key: "setup_rate", label: "connection setup rate", unit: "conn/s" },
   { workload: "connect", key: "setup_p99_ms", label: "connection setup p99", unit: "ms" },
@@ -102,11 +152,14 @@ export interface Spread {
   readonly n: number
 }
 
+/** What one run gave: its result, or why it has none. */
+export type RunResult = LoadResult | { readonly error: string }
+
 export interface TrialResults {
   readonly trial: number
   readonly order: ReadonlyArray<string>
-  baseline?: LoadResult | { readonly error: string }
-  agent?: LoadResult | { readonly error: string }
+  baseline?: RunResult | undefined
+  agent?: RunResult | undefined
 }
 
 export interface Row extends MetricDef {
@@ -162,20 +215,68 @@ const cell = (s: Spread, suffix = "") =>
 const targetText = (t: Target | undefined) =>
   t === undefined ? "" : `${t.on === "ratio" ? "ratio" : "value"} ${t.op === "<=" ? "≤" : "≥"} ${t.limit}`
 
-/** A Markdown table: medians, with the spread over trials as [min–max] when it is not a single value. */
-export const table = (rows: ReadonlyArray<Row>): string => {
-  const header = ["workload", "metric", "unit", "raw ws", "agent-chat", "ratio", "target", ""]
-  const lines = rows.map((r) => [
-    r.workload,
-    r.label,
-    r.unit,
-    cell(r.baseline),
-    cell(r.agent),
-    cell(r.ratio, "×"),
-    targetText(r.target),
-    r.pass === null ? "" : r.pass ? "ok" : "MISS"
-  ])
+const markdown = (header: ReadonlyArray<string>, lines: ReadonlyArray<ReadonlyArray<string>>): string => {
   const widths = header.map((h, i) => Math.max(3, h.length, ...lines.map((l) => l[i]!.length)))
   const render = (cells: ReadonlyArray<string>) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`
   return [render(header), render(widths.map((w) => "-".repeat(w))), ...lines.map(render)].join("\n")
 }
+
+const passText = (row: Row) => row.pass === null ? "" : row.pass ? "ok" : "MISS"
+
+/** A Markdown table: medians, with the spread over trials as [min–max] when it is not a single value. */
+export const table = (rows: ReadonlyArray<Row>): string =>
+  markdown(
+    ["workload", "metric", "unit", "raw ws", "agent-chat", "ratio", "target", ""],
+    rows.map((r) => [
+      r.workload,
+      r.label,
+      r.unit,
+      cell(r.baseline),
+      cell(r.agent),
+      cell(r.ratio, "×"),
+      targetText(r.target),
+      passText(r)
+    ])
+  )
+
+/** The brokers of the `nodes` workload's two nodes, each against the one node. */
+type NodesBroker = Exclude<NodesSetup, "one node">
+
+/** One trial of the `nodes` workload: a run of each setup, or why it was not run. */
+export interface NodesTrial {
+  readonly trial: number
+  readonly order: ReadonlyArray<NodesSetup>
+  readonly runs: Partial<Record<NodesSetup, RunResult>>
+}
+
+/** A metric of the `nodes` workload on each broker: the one node as the baseline, two nodes as the subject. */
+export interface NodesRow {
+  readonly def: MetricDef
+  readonly brokers: Readonly<Record<NodesBroker, Row>>
+}
+
+export const nodesRows = (defs: ReadonlyArray<MetricDef>, trials: ReadonlyArray<NodesTrial>): Array<NodesRow> =>
+  defs.filter((d) => d.workload === "nodes").map((def) => {
+    const on = (broker: NodesBroker) =>
+      summarise(
+        def,
+        trials.map((t) => ({ trial: t.trial, order: t.order, baseline: t.runs["one node"], agent: t.runs[broker] }))
+      )
+    return { def, brokers: { redis: on("redis"), postgres: on("postgres") } }
+  })
+
+/** The `nodes` table: one node, then each broker's two nodes and their ratio to the one node. */
+export const nodesTable = (rows: ReadonlyArray<NodesRow>): string =>
+  markdown(
+    ["metric", "unit", "one node", "two nodes, redis", "ratio", "two nodes, postgres", "ratio", ""],
+    rows.map(({ brokers, def }) => [
+      def.label,
+      def.unit,
+      cell(brokers.redis.baseline),
+      cell(brokers.redis.agent),
+      cell(brokers.redis.ratio, "×"),
+      cell(brokers.postgres.agent),
+      cell(brokers.postgres.ratio, "×"),
+      [passText(brokers.redis), passText(brokers.postgres)].filter((p) => p !== "").join(" ")
+    ])
+  )

@@ -7,23 +7,36 @@
  *   npm run bench                       3 trials, full sizes
  *   npm run bench -- --quick            1 trial, small sizes (a smoke run)
  *   npm run bench -- --only=fanout,replay --trials=5 --out=bench/results/x.json
+ *
+ * The `nodes` workload is agent-chat alone, as one node and as two nodes on
+ * each broker (nodes.ts), in a table of its own: two nodes / one node.
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { type ServerKind } from "./common.ts"
-import { describeMachine, Machine, processTicks } from "./machine.ts"
+import { type NodesSetup, type ServerKind, withDeadline } from "./common.ts"
+import { describeMachine, Machine, ticksSince } from "./machine.ts"
+import { Nodes } from "./nodes.ts"
 import { limits, type Plan, planSpecs } from "./plan.ts"
-import { Processes } from "./processes.ts"
-import { metricDefs, summarise, table, type TrialResults, type WorkloadName } from "./report.ts"
-import type { LoadResult } from "./workloads.ts"
+import { type Deployment, Processes } from "./processes.ts"
+import {
+  metricDefs,
+  nodesRows,
+  nodesTable,
+  type NodesTrial,
+  type RunResult,
+  summarise,
+  table,
+  type TrialResults,
+  type WorkloadName
+} from "./report.ts"
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..")
 const args = process.argv.slice(2)
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1]
 const quick = args.includes("--quick")
-const ALL: ReadonlyArray<WorkloadName> = ["memory", "fanout", "latency", "connect", "replay"]
+const ALL: ReadonlyArray<WorkloadName> = ["memory", "fanout", "latency", "connect", "replay", "nodes"]
 const ALIASES: Record<string, WorkloadName> = { setup: "connect", storm: "connect", reconnect: "connect" }
 const only = flag("only")?.split(",").map((w) => ALIASES[w] ?? w as WorkloadName)
 const unknown = only?.filter((w) => !ALL.includes(w)) ?? []
@@ -37,6 +50,7 @@ const out = resolve(root, flag("out") ?? "bench/results/latest.json")
 
 const cpus = availableParallelism()
 const processes = new Processes(root, cpus)
+const nodes = workloads.includes("nodes") ? new Nodes(processes) : undefined
 const machine = new Machine(processes.pinned, (quick ? 1 : 3) * 60_000)
 const limit = limits()
 const plan: Plan = planSpecs(quick, limit.maxConnections)
@@ -46,63 +60,118 @@ const log = (line: string) => process.stderr.write(`${line}\n`)
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
     processes.killAll()
-    process.exit(130)
+    void withDeadline(nodes?.dropAll() ?? Promise.resolve(), 3_000, "drop").finally(() => process.exit(130))
   })
 }
 process.on("exit", () => processes.killAll())
 
 const started = Date.now()
-const overallDeadline = started + (quick ? 10 : 17) * 60_000
+/** The nodes workload's time, on top of the others'. */
+const nodesMinutes = nodes === undefined ? 0 : quick ? 3 : 7
+const overallDeadline = started + ((quick ? 10 : 17) + nodesMinutes) * 60_000
 /** Disturbed runs are repeated only early enough that every trial still fits in the time limit. */
-const rerunsUntil = started + (quick ? 4 : 9) * 60_000
-const results: Record<string, Array<TrialResults>> = Object.fromEntries(workloads.map((w) => [w, []]))
+const rerunsUntil = started + ((quick ? 4 : 9) + nodesMinutes / 2) * 60_000
+const results: Record<string, Array<TrialResults>> = Object.fromEntries(
+  workloads.filter((w) => w !== "nodes").map((w) => [w, []])
+)
+const nodesResults: Array<NodesTrial> = []
 log(`bench: ${quick ? "quick, " : ""}${trials} trial(s) of ${workloads.join(", ")}; ${notes.join("; ") || "pinned"}`)
+const nodesProbe = nodes === undefined ? { setups: [], skipped: [] } : await nodes.probe()
+for (const line of nodesProbe.skipped) {
+  log(`  nodes: ${line}`)
+  notes.push(`nodes: ${line}`)
+}
 
 /** Other processes using more than this much of a core on the benchmark's cores during a run spoil it. */
 const CONTENDED = 0.25
 const QUIET = 0.1
 
-const stores: Partial<Record<ServerKind, string>> = {}
+/** What stored the events, by server kind, and by setup of the nodes workload. */
+const stores: Partial<Record<ServerKind | NodesSetup, string>> = {}
 
-const runOnce = async (kind: ServerKind, workload: WorkloadName): Promise<LoadResult | { error: string }> => {
-  const server = await processes.startServer(kind)
-  stores[kind] = server.ready.store
+/** `label` names the server kind or the setup, in notes. */
+const runOnce = async (
+  label: string,
+  deploy: () => Promise<Deployment>,
+  workload: WorkloadName
+): Promise<RunResult> => {
+  let deployment: Deployment
   try {
-    const serverTicks = processTicks(server.child.pid)
+    deployment = await deploy()
+  } catch (error) {
+    return { error: String(error) }
+  }
+  const { servers } = deployment
+  try {
+    const serverTicks = ticksSince(servers.map((server) => server.child.pid), deployment.services)
     const window = machine.window()
-    const result = await processes.runLoad(server, plan.specs[workload], plan.deadlines[workload])
+    const result = await processes.runLoad(deployment.ports, plan.specs[workload], plan.deadlines[workload])
     const loadTicks = Number(result.details.cpu_total_us ?? 0) / 1e4
-    const contention = window.end(processTicks(server.child.pid) - serverTicks + loadTicks)
+    const contention = window.end(serverTicks() + loadTicks)
     result.details.contention = contention
     if (contention !== undefined && contention.foreign > CONTENDED) {
       result.notes.push(`other processes used ${contention.foreign.toFixed(2)} of a core on the benchmark's cores`)
     }
-    const exited = server.exited()
-    if (exited !== undefined) result.notes.push(`the ${kind} server exited during the run: ${exited}`)
+    for (const server of servers) {
+      const exited = server.exited()
+      if (exited !== undefined) result.notes.push(`a ${label} server exited during the run: ${exited}`)
+    }
     return result
   } catch (error) {
-    return { error: `${String(error)}\n${server.output().slice(-2000)}` }
+    return { error: `${String(error)}\n${servers.map((server) => server.output().slice(-2000)).join("\n")}` }
   } finally {
-    await processes.stop(server)
+    await deployment.stop()
   }
 }
 
-const foreignOf = (result: LoadResult | { error: string }) =>
+const foreignOf = (result: RunResult) =>
   "error" in result ? 0 : (result.details.contention as { foreign: number } | undefined)?.foreign ?? 0
 
 /**
  * Runs once on quiet cores; a run that other processes disturbed anyway is run once more while the time for
  * re-runs lasts, and the quieter kept.
  */
-const runOne = async (kind: ServerKind, workload: WorkloadName): Promise<LoadResult | { error: string }> => {
+const runOne = async (label: string, deploy: () => Promise<Deployment>, workload: WorkloadName) => {
   const busy = await machine.waitQuiet(QUIET, 20_000)
   if (busy >= QUIET) log(`    other processes use ${busy.toFixed(2)} of a core; running anyway`)
-  const first = await runOnce(kind, workload)
+  const first = await runOnce(label, deploy, workload)
   if (foreignOf(first) <= CONTENDED || Date.now() > rerunsUntil) return first
   log(`    disturbed by other processes (${foreignOf(first).toFixed(2)} of a core); running again`)
   await machine.waitQuiet(QUIET, 20_000)
-  const second = await runOnce(kind, workload)
+  const second = await runOnce(label, deploy, workload)
   return foreignOf(second) < foreignOf(first) ? second : first
+}
+
+/** Runs it, and logs a line of its figures (for the nodes workload: deliveries and latencies). */
+const runLogged = async (
+  trial: number,
+  label: ServerKind | NodesSetup,
+  deploy: () => Promise<Deployment>,
+  workload: WorkloadName
+) => {
+  const t0 = Date.now()
+  const result = await runOne(label, async () => {
+    const deployment = await deploy()
+    stores[label] = deployment.servers[0]!.ready.store
+    return deployment
+  }, workload)
+  const shown = workload === "nodes" ? /_dps$|^p50_ms$|^p99_ms$|^max_ms$/ : /./
+  const summary = "error" in result
+    ? `ERROR ${result.error.split("\n")[0]}`
+    : Object.entries(result.metrics).filter(([k]) => !k.endsWith("load_cpu") && shown.test(k)).slice(0, 6)
+      .map(([k, v]) => `${k}=${v === null ? "–" : Number(v.toPrecision(4))}`).join(" ")
+  log(`  ${workload} trial ${trial} ${label.padEnd(10)} ${((Date.now() - t0) / 1000).toFixed(0)}s  ${summary}`)
+  if (!("error" in result)) { for (const note of result.notes) log(`    note: ${note}`) }
+  return result
+}
+
+/** One trial of the nodes workload: each setup in turn, the order reversed every other trial. */
+const nodesTrial = async (trial: number) => {
+  if (nodes === undefined || nodesProbe.setups.length === 0) return
+  const order = trial % 2 === 1 ? nodesProbe.setups : [...nodesProbe.setups].reverse()
+  const runs: NodesTrial["runs"] = {}
+  for (const setup of order) runs[setup] = await runLogged(trial, setup, () => nodes.deploy(setup), "nodes")
+  nodesResults.push({ trial, order, runs })
 }
 
 // Trial by trial, so a time limit cuts the last trial of every workload rather than whole workloads.
@@ -112,47 +181,66 @@ for (let trial = 1; trial <= trials; trial++) {
       notes.push(`stopped before ${workload} trial ${trial}: the overall time limit was reached`)
       continue
     }
+    if (workload === "nodes") {
+      await nodesTrial(trial)
+      continue
+    }
     const order: ReadonlyArray<ServerKind> = trial % 2 === 1 ? ["baseline", "agent-chat"] : ["agent-chat", "baseline"]
     const entry: TrialResults = { trial, order }
     for (const kind of order) {
-      const t0 = Date.now()
-      const result = await runOne(kind, workload)
+      const result = await runLogged(trial, kind, () => processes.deploy(kind), workload)
       if (kind === "baseline") entry.baseline = result
       else entry.agent = result
-      const summary = "error" in result
-        ? `ERROR ${result.error.split("\n")[0]}`
-        : Object.entries(result.metrics).filter(([k]) => !k.endsWith("load_cpu")).slice(0, 6)
-          .map(([k, v]) => `${k}=${v === null ? "–" : Number(v.toPrecision(4))}`).join(" ")
-      log(`  ${workload} trial ${trial} ${kind.padEnd(10)} ${((Date.now() - t0) / 1000).toFixed(0)}s  ${summary}`)
-      if (!("error" in result)) { for (const note of result.notes) log(`    note: ${note}`) }
     }
     results[workload]!.push(entry)
   }
 }
 
-const rows = metricDefs(plan.fanoutCounts, plan.held).filter((d) => workloads.includes(d.workload)).map((d) =>
+const defs = metricDefs(plan)
+const rows = defs.filter((d) => d.workload !== "nodes" && workloads.includes(d.workload)).map((d) =>
   summarise(d, results[d.workload] ?? [])
 )
+const nodesTableRows = nodesRows(defs, nodesResults)
+const runNotes = (workload: string, trial: number, label: string, result: RunResult | undefined) => {
+  if (result === undefined) return
+  if ("error" in result) notes.push(`${workload} trial ${trial} ${label}: ${result.error.split("\n")[0]}`)
+  else for (const note of result.notes) notes.push(`${workload} trial ${trial} ${label}: ${note}`)
+}
 for (const [workload, entries] of Object.entries(results)) {
   for (const entry of entries) {
-    for (const [kind, result] of [["raw ws", entry.baseline], ["agent-chat", entry.agent]] as const) {
-      if (result === undefined) continue
-      if ("error" in result) notes.push(`${workload} trial ${entry.trial} ${kind}: ${result.error.split("\n")[0]}`)
-      else for (const note of result.notes) notes.push(`${workload} trial ${entry.trial} ${kind}: ${note}`)
-    }
+    runNotes(workload, entry.trial, "raw ws", entry.baseline)
+    runNotes(workload, entry.trial, "agent-chat", entry.agent)
   }
+}
+for (const entry of nodesResults) {
+  for (const setup of entry.order) runNotes("nodes", entry.trial, setup, entry.runs[setup])
 }
 
 const host = describeMachine()
+const machineLine = `${host.cpu}, ${host.cores} cores, Linux ${host.kernel}, node ${host.node}; `
 const caption = [
-  `${host.cpu}, ${host.cores} cores, Linux ${host.kernel}, node ${host.node}; ` +
+  machineLine +
   `${processes.pinned ? "server on core 0, load generator on core 1 (taskset)" : "not pinned"}, loopback.`,
   `${trials} trial(s)${quick ? " (quick sizes)" : ""}, baseline and agent-chat alternating; median [min–max] over ` +
   "trials; ratio = agent-chat / raw ws of the same trial.",
   `agent-chat stores events in ${stores["agent-chat"] ?? "?"}; raw ws in ${stores.baseline ?? "?"}.`
 ].join("\n")
+const nodesCaption = [
+  "Several nodes: agent-chat alone, on a fresh database of PostgreSQL at " +
+  `${nodes === undefined ? "?" : new URL(nodes.adminUrl).host} for each run, with events stored through the ` +
+  "event log (100 per append in the fan-out). One node: BROKER=memory. Two nodes: the events are stored on " +
+  "node A, every client is on node B.",
+  machineLine +
+  `${
+    processes.pinned ? "every server on core 0, load generator on core 1 (taskset)" : "not pinned"
+  }; PostgreSQL and Redis unpinned, their CPU not in the servers' CPU figures (with two nodes, both nodes' CPU).`,
+  `${trials} trial(s)${quick ? " (quick sizes)" : ""}, setups alternating; median [min–max] over trials; ` +
+  "ratio = two nodes / one node of the same trial."
+].join("\n")
 const text = table(rows)
-console.log(`\n${caption}\n\n${text}\n`)
+const nodesText = nodesTableRows.length > 0 && nodesResults.length > 0 ? nodesTable(nodesTableRows) : ""
+if (rows.length > 0) console.log(`\n${caption}\n\n${text}\n`)
+if (nodesText !== "") console.log(`\n${nodesCaption}\n\n${nodesText}\n`)
 if (notes.length > 0) console.log(`Notes:\n\n${notes.map((n) => `- ${n}`).join("\n")}\n`)
 mkdirSync(dirname(out), { recursive: true })
 writeFileSync(
@@ -173,7 +261,17 @@ writeFileSync(
       notes,
       caption,
       table: text,
-      trials_raw: results
+      trials_raw: results,
+      ...(nodes === undefined ? {} : {
+        nodes: {
+          setups: nodesProbe.setups,
+          skipped: nodesProbe.skipped,
+          caption: nodesCaption,
+          rows: nodesTableRows,
+          table: nodesText,
+          trials_raw: nodesResults
+        }
+      })
     },
     null,
     2

@@ -7,12 +7,15 @@
  * event log (the events of one run per thread, started for the purpose).
  *
  * The database is the embedded PGlite in a fresh temporary data directory,
- * or a fresh database on the PostgreSQL server at BENCH_DATABASE_URL.
+ * or a fresh database on the PostgreSQL server at BENCH_DATABASE_URL. The
+ * nodes of the `nodes` workload share the database at BENCH_NODE_DATABASE_URL
+ * instead (the orchestrator creates it and drops it), with the broker
+ * BENCH_BROKER (`memory`, `redis` at BENCH_REDIS_URL, or `postgres`).
  *
  *   node --expose-gc --import tsx scripts/bench/server.ts
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Context, Duration, Effect, Layer, Logger, LogLevel, Option } from "effect"
+import { Context, Duration, Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import { randomUUID } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -24,9 +27,10 @@ import { BuiltinModelLive } from "../../src/builtin/BuiltinModel.ts"
 import { BuiltinToolsLive } from "../../src/builtin/BuiltinTools.ts"
 import { type AppConfigShape, AppConfigTest, makeTestConfig } from "../../src/config/AppConfig.ts"
 import * as Database from "../../src/database/Database.ts"
-import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
-import { Broker } from "../../src/eventlog/Broker.ts"
+import { Broker, BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { EventLog, toLive } from "../../src/eventlog/EventLog.ts"
+import { BrokerPostgres } from "../../src/eventlog/PgBroker.ts"
+import { BrokerRedis } from "../../src/eventlog/RedisBroker.ts"
 import { Hub } from "../../src/gateway/Hub.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
 import type { EventDraft } from "../../src/protocol/Events.ts"
@@ -47,18 +51,28 @@ const overrides: Partial<AppConfigShape> = {
 }
 const config = makeTestConfig(overrides)
 
-const postgresUrl = process.env.BENCH_DATABASE_URL
+const nodeUrl = process.env.BENCH_NODE_DATABASE_URL || undefined
+const postgresUrl = nodeUrl ?? (process.env.BENCH_DATABASE_URL || undefined)
 const dataDir = postgresUrl ? undefined : mkdtempSync(join(process.env.BENCH_TMPDIR ?? tmpdir(), "pglite-"))
 if (dataDir !== undefined) process.on("exit", () => rmSync(dataDir, { recursive: true, force: true }))
 const retry = { attempts: 3, baseDelay: Duration.millis(100), maxElapsed: Duration.seconds(10) }
-const database = postgresUrl
+const database = nodeUrl
+  ? Database.layerUrl({ url: Redacted.make(nodeUrl), poolSize: config.databasePoolSize, retry })
+  : postgresUrl
   ? PostgresTestDatabase(postgresUrl, config.databasePoolSize)
   : Database.layerEmbedded({ dataDir: Option.fromNullable(dataDir), retry })
+
+const brokerKind = process.env.BENCH_BROKER ?? "memory"
+const broker = brokerKind === "redis"
+  ? BrokerRedis({ url: Redacted.make(process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379"), retry })
+  : brokerKind === "postgres"
+  ? BrokerPostgres(Option.fromNullable(nodeUrl).pipe(Option.map(Redacted.make)))
+  : BrokerInProcess
 
 const graph = serverGraph({
   config: AppConfigTest(overrides),
   database,
-  broker: BrokerInProcess,
+  broker,
   auth: AuthLive({
     secret: Option.getOrThrow(config.jwtSecret),
     issuer: config.jwtIssuer,
@@ -93,7 +107,9 @@ const main = Effect.gen(function*() {
     kind: "agent-chat",
     wsPort: address.port,
     runId: randomUUID(),
-    store: postgresUrl
+    store: nodeUrl
+      ? `a database on PostgreSQL at ${new URL(nodeUrl).host} shared by the nodes, broker ${brokerKind}`
+      : postgresUrl
       ? `a fresh database on PostgreSQL at ${new URL(postgresUrl).host}`
       : "embedded PGlite in a temporary data directory",
     createThreads: async (count) => {

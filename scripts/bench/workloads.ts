@@ -1,5 +1,6 @@
 /**
- * The five workloads, as run by the load generator against either server.
+ * The workloads, as run by the load generator against either server, or
+ * (`nodes`) against agent-chat as one node or two.
  * Each returns flat metrics (null when a figure could not be measured or
  * the load generator saturated its core), notes, and details for the JSON.
  */
@@ -20,26 +21,35 @@ import { type Client, numberAfter, type Pool } from "./pool.ts"
 /** The load generator's own CPU over a window, as a fraction of its core; at or above this it is the bottleneck. */
 export const SATURATED = 0.9
 
+export interface FanoutSpec {
+  readonly workload: "fanout"
+  readonly counts: ReadonlyArray<number>
+  readonly sizes: ReadonlyArray<EventSize>
+  readonly deliveries: Readonly<Record<EventSize, number>>
+  readonly maxEvents: number
+  /** Store the events through the log (see PublishRequest.store). */
+  readonly store?: boolean
+}
+
+/** Open loop at a fixed rate, spread over `threads`, each connection joined to one of them. */
+export interface FixedLatencySpec {
+  readonly connections: number
+  readonly threads: number
+  readonly fixedRate: number
+  readonly fixedMs: number
+  readonly warmupMs: number
+  readonly store?: boolean
+}
+
 export type LoadSpec =
   | { readonly workload: "memory"; readonly low: number; readonly high: number; readonly holdMs: number }
-  | {
-    readonly workload: "fanout"
-    readonly counts: ReadonlyArray<number>
-    readonly sizes: ReadonlyArray<EventSize>
-    readonly deliveries: Readonly<Record<EventSize, number>>
-    readonly maxEvents: number
-  }
-  | {
+  | FanoutSpec
+  | FixedLatencySpec & {
     readonly workload: "latency"
-    readonly connections: number
-    readonly threads: number
-    readonly fixedRate: number
-    readonly fixedMs: number
     readonly ladder: ReadonlyArray<number>
     readonly stepMs: number
     readonly bisect: number
     readonly p99LimitMs: number
-    readonly warmupMs: number
   }
   | {
     readonly workload: "connect"
@@ -51,6 +61,12 @@ export type LoadSpec =
     readonly stormConcurrency: number
   }
   | { readonly workload: "replay"; readonly events: number; readonly joins: number }
+  | {
+    readonly workload: "nodes"
+    /** Stored events, so that they reach the other node through the broker. */
+    readonly fanout: Omit<FanoutSpec, "workload" | "store">
+    readonly latency: Omit<FixedLatencySpec, "store">
+  }
 
 export type Metrics = Record<string, number | null>
 
@@ -70,7 +86,10 @@ export interface Control {
 
 export interface Env {
   readonly pool: Pool
+  /** The server that publishes. */
   readonly control: Control
+  /** The server the pool's connections are on, when it is another node than the publisher. */
+  readonly receiver?: Control
   readonly result: LoadResult
 }
 
@@ -79,6 +98,16 @@ const loadMeter = () => {
   const cpu = process.cpuUsage()
   const t0 = now()
   return () => cpuMicros(process.cpuUsage(cpu)) / ((now() - t0) * 1000)
+}
+
+/**
+ * Starts measuring the CPU of the receiving node, when it is another process than the publisher (whose CPU
+ * `publish` reports): its microseconds since, or 0.
+ */
+const receiverMeter = async (receiver: Control | undefined): Promise<() => Promise<number>> => {
+  if (receiver === undefined) return () => Promise.resolve(0)
+  const before = cpuMicros(await receiver.cpu())
+  return async () => cpuMicros(await receiver.cpu()) - before
 }
 
 const OPEN_CONCURRENCY = 200
@@ -146,7 +175,8 @@ export const memory = async ({ control, pool, result }: Env, spec: Extract<LoadS
   result.details.memory = { points: points.map((p) => ({ connections: p.hub.connections, ...p.memory })) }
 }
 
-export const fanout = async ({ control, pool, result }: Env, spec: Extract<LoadSpec, { workload: "fanout" }>) => {
+export const fanout = async (env: Env, spec: FanoutSpec) => {
+  const { control, pool, result } = env
   const opened = await pool.open(Math.max(...spec.counts), OPEN_CONCURRENCY)
   if (opened.failed > 0) result.notes.push(`fanout: ${opened.failed} connections failed to open`)
   const cases: Array<Record<string, unknown>> = []
@@ -159,9 +189,16 @@ export const fanout = async ({ control, pool, result }: Env, spec: Extract<LoadS
       const events = Math.max(1, Math.min(spec.maxEvents, Math.ceil(spec.deliveries[size] / members.length)))
       const expected = events * members.length
       const target = pool.totalEvents + expected
+      const receiverCpu = await receiverMeter(env.receiver)
       const meter = loadMeter()
       const t0 = now()
-      const published = control.publish({ thread_ids: [threadId!], count: events, size, mode: "burst" })
+      const published = control.publish({
+        thread_ids: [threadId!],
+        count: events,
+        size,
+        mode: "burst",
+        ...(spec.store === true ? { store: true } : {})
+      })
       let complete = true
       await pool.waitFor(() => pool.totalEvents >= target, 120_000, `fan-out ${key}`).catch((error) => {
         complete = false
@@ -170,13 +207,15 @@ export const fanout = async ({ control, pool, result }: Env, spec: Extract<LoadS
       const elapsed = now() - t0
       const loadCpu = meter()
       const publish = await published
+      const receiverUs = await receiverCpu()
       const stats = await control.stats()
+      if (publish.failed > 0) result.notes.push(`fanout ${key}: ${publish.failed} batches refused`)
       const saturated = loadCpu >= SATURATED
       if (saturated) result.notes.push(`fanout ${key}: load generator saturated (${loadCpu.toFixed(2)} of a core)`)
       const valid = complete && !saturated
       result.metrics[`fanout_${key}_dps`] = valid ? expected / (elapsed / 1000) : null
       result.metrics[`fanout_${key}_cpu_us`] = valid
-        ? (cpuMicros(stats.cpu) - cpuMicros(publish.cpu_before)) / expected
+        ? (cpuMicros(stats.cpu) - cpuMicros(publish.cpu_before) + receiverUs) / expected
         : null
       result.metrics[`fanout_${key}_load_cpu`] = loadCpu
       cases.push({ size, connections: n, events, expected, elapsed_ms: elapsed, load_cpu: loadCpu, complete })
@@ -193,6 +232,7 @@ interface Step {
   readonly p50: number
   readonly p99: number
   readonly p999: number
+  readonly max: number
   readonly lost: number
   readonly loadCpu: number
   readonly serverCpu: number
@@ -201,11 +241,12 @@ interface Step {
 
 /** One open-loop run at `rate` events/s spread over the threads, every connection live in one of them. */
 const latencyStep = async (
-  { control, pool }: Env,
+  { control, pool, receiver }: Env,
   threadIds: ReadonlyArray<string>,
   rate: number,
   durationMs: number,
-  warmupMs: number
+  warmupMs: number,
+  store = false
 ): Promise<Step> => {
   const count = Math.max(1, Math.round(rate * durationMs / 1000))
   const due = new Float64Array(count)
@@ -219,12 +260,21 @@ const latencyStep = async (
     }
   }
   const target = pool.totalEvents + count
+  const receiverCpu = await receiverMeter(receiver)
   const meter = loadMeter()
   const t0 = now()
-  const publish = await control.publish({ thread_ids: threadIds, count, size: "delta", mode: "rate", rate })
+  const publish = await control.publish({
+    thread_ids: threadIds,
+    count,
+    size: "delta",
+    mode: "rate",
+    rate,
+    ...(store ? { store } : {})
+  })
   await pool.waitFor(() => pool.totalEvents >= target, 2_000, "latency").catch(() => {})
   const loadCpu = meter()
   const wall = now() - t0
+  const receiverUs = await receiverCpu()
   const stats = await control.stats()
   pool.onEvent = undefined
   const kept: Array<number> = []
@@ -235,26 +285,22 @@ const latencyStep = async (
     p50: quantile(sorted, 0.5),
     p99: quantile(sorted, 0.99),
     p999: quantile(sorted, 0.999),
+    max: sorted.length === 0 ? Number.NaN : sorted[sorted.length - 1]!,
     lost: count - n,
     loadCpu,
-    serverCpu: (cpuMicros(stats.cpu) - cpuMicros(publish.cpu_before)) / (wall * 1000),
+    serverCpu: (cpuMicros(stats.cpu) - cpuMicros(publish.cpu_before) + receiverUs) / (wall * 1000),
     maxLagMs: publish.max_lag_ms
   }
 }
 
-export const latency = async (env: Env, spec: Extract<LoadSpec, { workload: "latency" }>) => {
+/** The fixed-rate run, on connections and threads of its own: its figures, and the threads for more steps. */
+const fixedLatency = async (env: Env, spec: FixedLatencySpec) => {
   const { control, pool, result } = env
   const opened = await pool.open(spec.connections, OPEN_CONCURRENCY)
   const threadIds = await control.threads(spec.threads)
   await Promise.all(opened.clients.map((c, i) => pool.join(c, threadIds[i % threadIds.length]!)))
-  const steps: Array<Step> = []
-  const run = async (rate: number, ms: number) => {
-    const step = await latencyStep(env, threadIds, rate, ms, spec.warmupMs)
-    steps.push(step)
-    await sleep(300)
-    return step
-  }
-  const fixed = await run(spec.fixedRate, spec.fixedMs)
+  const fixed = await latencyStep(env, threadIds, spec.fixedRate, spec.fixedMs, spec.warmupMs, spec.store)
+  await sleep(300)
   const fixedSaturated = fixed.loadCpu >= SATURATED
   if (fixedSaturated) result.notes.push(`latency: load generator saturated at ${spec.fixedRate}/s`)
   if (fixed.lost > 0) result.notes.push(`latency: ${fixed.lost} events not received at ${spec.fixedRate}/s`)
@@ -262,10 +308,25 @@ export const latency = async (env: Env, spec: Extract<LoadSpec, { workload: "lat
     p50_ms: fixedSaturated ? null : fixed.p50,
     p99_ms: fixedSaturated ? null : fixed.p99,
     p999_ms: fixedSaturated ? null : fixed.p999,
+    max_ms: fixedSaturated ? null : fixed.max,
     lost: fixed.lost,
     server_cpu: fixed.serverCpu,
     load_cpu: fixed.loadCpu
   })
+  result.details.fixed_latency = fixed
+  return { threadIds, fixed }
+}
+
+export const latency = async (env: Env, spec: Extract<LoadSpec, { workload: "latency" }>) => {
+  const { result } = env
+  const { fixed, threadIds } = await fixedLatency(env, spec)
+  const steps: Array<Step> = [fixed]
+  const run = async (rate: number, ms: number) => {
+    const step = await latencyStep(env, threadIds, rate, ms, spec.warmupMs)
+    steps.push(step)
+    await sleep(300)
+    return step
+  }
   // The highest rate whose p99 stays under the limit: climb the ladder, then bisect between pass and fail.
   const passes = (s: Step) => s.lost === 0 && s.p99 <= spec.p99LimitMs
   // A short step can fail on one stall of a shared machine: a failing rate gets a second try.
@@ -392,4 +453,17 @@ export const replay = async ({ control, pool, result }: Env, spec: Extract<LoadS
   result.metrics.replay_ms = median(times)
   result.metrics.replay_first_ms = times[0] ?? null
   result.details.replay = { times_ms: times }
+}
+
+/**
+ * agent-chat as one node or two: fan-out of stored events to subscribers on the node the clients are on, and
+ * the latency of stored events at a fixed rate. With two nodes the publisher is on the first and every client
+ * on the second, so each event crosses the broker.
+ */
+export const nodes = async (env: Env, spec: Extract<LoadSpec, { workload: "nodes" }>) => {
+  await fanout(env, { ...spec.fanout, workload: "fanout", store: true })
+  // Latency on connections of its own, as in the latency workload: the fan-out's are gone first.
+  await env.pool.closeAll()
+  await waitConnections(env.receiver ?? env.control, 0)
+  await fixedLatency(env, { ...spec.latency, store: true })
 }
