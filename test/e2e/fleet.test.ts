@@ -33,8 +33,11 @@ import { eventsOfRun, runViolations } from "../utils/RunInvariants.ts"
 import { testDatabaseUrl } from "../utils/TestDatabase.ts"
 import { until } from "../utils/until.ts"
 
-/** `.ci/run` sets both; a developer's machine has Redis on the default port. */
-const adminUrl = Option.getOrUndefined(testDatabaseUrl)
+/**
+ * `.ci/run` sets both. Real processes need a real PostgreSQL to share (PGlite serves one process): without
+ * TEST_DATABASE_URL the suite uses the default local server, as it uses the default local Redis.
+ */
+const adminUrl = Option.getOrElse(testDatabaseUrl, () => "postgres://postgres@127.0.0.1:5432/postgres")
 const sharedRedis = process.env.TEST_REDIS_URL !== undefined && process.env.TEST_REDIS_URL !== ""
   ? process.env.TEST_REDIS_URL
   : "redis://127.0.0.1:6379"
@@ -141,10 +144,7 @@ const streaming = async (fleet: Fleet, runIds: ReadonlyArray<string>) =>
 const brokerStatus = async (node: FleetNode) =>
   (await (await fetch(`${node.httpUrl}/health/ready`)).json()).components.broker.status as string
 
-const suite = adminUrl === undefined ? describe.skip : describe
-
-// Without TEST_DATABASE_URL the nodes have no database to share, and the suite is reported skipped.
-suite.each<{ readonly broker: FleetBroker }>([{ broker: "redis" }, { broker: "postgres" }])(
+describe.each<{ readonly broker: FleetBroker }>([{ broker: "redis" }, { broker: "postgres" }])(
   "a fleet of server processes on the $broker broker",
   ({ broker }) => {
     const redisUrl = broker === "redis" ? sharedRedis : undefined
@@ -154,7 +154,7 @@ suite.each<{ readonly broker: FleetBroker }>([{ broker: "redis" }, { broker: "po
       () =>
         Effect.gen(function*() {
           const fake = yield* fakeLlm
-          const fleet = yield* makeFleet(adminUrl!, {
+          const fleet = yield* makeFleet(adminUrl, {
             broker,
             ...(redisUrl === undefined ? {} : { redisUrl }),
             nodes: 2,
@@ -255,7 +255,7 @@ suite.each<{ readonly broker: FleetBroker }>([{ broker: "redis" }, { broker: "po
         Effect.gen(function*() {
           const fake = yield* fakeLlm
           const grace = 1000
-          const fleet = yield* makeFleet(adminUrl!, {
+          const fleet = yield* makeFleet(adminUrl, {
             broker,
             ...(redisUrl === undefined ? {} : { redisUrl }),
             nodes: 3,
@@ -398,7 +398,7 @@ suite.each<{ readonly broker: FleetBroker }>([{ broker: "redis" }, { broker: "po
           const fake = yield* fakeLlm
           // Never the machine's Redis: other suites use it.
           const redis = broker === "redis" ? yield* privateRedis : undefined
-          const fleet = yield* makeFleet(adminUrl!, {
+          const fleet = yield* makeFleet(adminUrl, {
             broker,
             ...(redis === undefined ? {} : { redisUrl: redis.url }),
             nodes: 2,
