@@ -6,6 +6,7 @@ import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platf
 import { Effect, Either, Metric, Option, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { Auth, type Principal } from "../auth/Auth.ts"
+import { authenticated } from "../auth/Bearer.ts"
 import { DevTokens } from "../auth/DevTokens.ts"
 import * as Database from "../database/Database.ts"
 import { DatabaseMonitor } from "../database/Monitor.ts"
@@ -102,23 +103,6 @@ const metrics = Effect.gen(function*() {
     .effectMetrics(yield* Metric.snapshot, "agentchat_")
   return HttpServerResponse.text(text.toString(), { contentType: "text/plain; version=0.0.4; charset=utf-8" })
 })
-
-/** The caller's principal from `Authorization: Bearer …`, or a 401 response. */
-const authenticated = <A, E, R>(
-  handler: (principal: Principal) => Effect.Effect<A, E, R>
-) =>
-  Effect.gen(function*() {
-    const request = yield* HttpServerRequest.HttpServerRequest
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")
-    if (match === null) return failure(401, "unauthorized", "missing bearer token")
-    const principal = yield* (yield* Auth).verify(match[1]!).pipe(Effect.either)
-    if (principal._tag === "Left") {
-      return principal.left.unavailable === true
-        ? failure(503, "unavailable", principal.left.reason)
-        : failure(401, "unauthorized", principal.left.reason)
-    }
-    return yield* handler(principal.right)
-  })
 
 // The same Identifier Auth asks of a token's `sub`: a token issued here is one Auth accepts.
 const DevTokenBody = Schema.Struct({ user_id: Identifier })
