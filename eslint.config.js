@@ -22,7 +22,21 @@ const layers = {
   runs: ["auth", "config", "database", "domain", "eventlog", "llm", "metrics", "protocol", "threads"],
   builtin: ["config", "domain", "llm", "protocol", "runs", "threads"],
   gateway: ["auth", "config", "database", "domain", "eventlog", "metrics", "protocol", "runs", "threads"],
+  agui: [
+    "auth",
+    "config",
+    "database",
+    "domain",
+    "eventlog",
+    "gateway",
+    "llm",
+    "metrics",
+    "protocol",
+    "runs",
+    "threads"
+  ],
   http: [
+    "agui",
     "auth",
     "config",
     "database",

@@ -1,10 +1,11 @@
 /**
  * The HTTP routes of PROTOCOL.md section 5: health, the dev token, the
- * threads API and the web page. `/ws` upgrades are handled beside them.
+ * threads API, AG-UI (src/agui) and the web page. `/ws` upgrades are handled beside them.
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Either, Metric, Option, Schema } from "effect"
 import { readFileSync } from "node:fs"
+import { runAgent, runEvents, stopRun } from "../agui/AgUi.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { authenticated } from "../auth/Bearer.ts"
 import { DevTokens } from "../auth/DevTokens.ts"
@@ -193,6 +194,9 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/api/threads", listThreads),
   HttpRouter.get("/api/threads/:thread_id", threadDetails),
   HttpRouter.get("/api/threads/:thread_id/events", threadEvents),
+  HttpRouter.post("/agui", runAgent),
+  HttpRouter.get("/agui/:thread_id/runs/:run_id/events", runEvents),
+  HttpRouter.post("/agui/:thread_id/runs/:run_id/stop", stopRun),
   HttpRouter.get("/ws", Effect.succeed(failure(426, "upgrade_required", "connect with a WebSocket"))),
   HttpRouter.catchAll(internal)
 )
