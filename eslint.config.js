@@ -122,8 +122,9 @@ export default tseslint.config(
     rules: {
       "no-restricted-imports": ["error", {
         patterns: [{
-          // The one checker of the run invariants lives in test/utils, for the suites and the stress suite alike.
-          regex: "(^|/)test/(?!utils/RunInvariants\\.ts$)",
+          // The one checker of the run invariants, and the wire-level test client, live in test/utils, for the
+          // suites and the stress suite alike.
+          regex: "(^|/)test/(?!utils/(RunInvariants|ChatClient)\\.ts$)",
           message: "scripts never import tests; the test graph is layers/Test.ts"
         }]
       }]
