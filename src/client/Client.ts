@@ -447,6 +447,7 @@ export class AgentChatClient {
     }
     if (this.state === "closed") return
     const reconnecting = this.options.reconnect !== false && !final.has(code)
+    if (reconnecting) this.state = "reconnecting"
     this.listeners.emit({ type: "disconnected", code, reason, reconnecting })
     if (!reconnecting) return this.finish(code, reason)
     void this.reconnect(code === CloseCode.TokenExpired ? "expired" : "connect")
