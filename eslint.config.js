@@ -80,7 +80,7 @@ const boundaries = folders.map((folder) => ({
 }))
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "data/**", "bench-results/**", "src/web/**"] },
+  { ignores: ["node_modules/**", "data/**", "bench-results/**", "dist/**", "src/web/**"] },
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
   {
