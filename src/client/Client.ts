@@ -51,6 +51,12 @@ export interface ClientOptions {
   readonly refreshAheadMs?: number
   /** Reconnection after a drop; `false` to never reconnect. */
   readonly reconnect?: ReconnectOptions | false
+  /**
+   * How often to ping the server when nothing else proves the connection alive (the `welcome`'s
+   * `heartbeat_ms` by default; 0 never). A ping unanswered within the request timeout drops the
+   * connection, which then reconnects: a network gone silent is noticed without waiting for TCP.
+   */
+  readonly pingIntervalMs?: number
 }
 
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed"
@@ -108,6 +114,7 @@ export class AgentChatClient {
   private attempts = 0
   private nextId = 0
   private refreshTimer: ReturnType<typeof setTimeout> | undefined
+  private watchdog: ReturnType<typeof setTimeout> | undefined
   private sleeping: { readonly timer: ReturnType<typeof setTimeout>; readonly wake: () => void } | undefined
   private attemptEnded: ((error: Error | undefined) => void) | undefined
   private closeInfo: { readonly code: number; readonly reason: string } | undefined
@@ -347,8 +354,32 @@ export class AgentChatClient {
       if (pending !== undefined) this.transmit(pending)
     }
     this.scheduleRefresh()
+    if (this.socket !== undefined) this.scheduleWatchdog(this.socket)
     this.listeners.emit({ type: "connected", welcome, reconnected })
     this.attemptEnded?.(undefined)
+  }
+
+  /** Pings the server now and then; no pong within the request timeout drops the connection (it reconnects). */
+  private scheduleWatchdog(ws: WebSocketLike) {
+    const every = this.options.pingIntervalMs ?? this.welcome?.heartbeat_ms ?? 25_000
+    if (every <= 0) return
+    this.watchdog = setTimeout(() => {
+      if (ws !== this.socket || !this.isOpen()) return
+      this.send({ type: "ping" }).then(
+        () => {
+          if (ws === this.socket) this.scheduleWatchdog(ws)
+        },
+        (error) => {
+          if (!(error instanceof RequestTimeout) || ws !== this.socket) return
+          try {
+            ws.close(CloseCode.Normal, "no answer to ping")
+          } catch {
+            // Already closing.
+          }
+          this.closed(ws, 1006, "no answer to ping")
+        }
+      )
+    }, every)
   }
 
   /** Joins the thread again after the last `seq` delivered: after a reconnect, or on the same connection after a gap. */
@@ -427,6 +458,7 @@ export class AgentChatClient {
     if (ws !== this.socket) return
     this.socket = undefined
     clearTimeout(this.refreshTimer)
+    clearTimeout(this.watchdog)
     this.refreshTimer = undefined
     const wasWelcomed = this.welcomed
     this.welcomed = false
@@ -499,6 +531,7 @@ export class AgentChatClient {
     this.state = "closed"
     this.closeInfo = { code, reason }
     clearTimeout(this.refreshTimer)
+    clearTimeout(this.watchdog)
     if (this.sleeping !== undefined) {
       clearTimeout(this.sleeping.timer)
       this.sleeping.wake()

@@ -127,7 +127,7 @@ export class Thread {
 
   /**
    * @internal An event of this thread, live or replayed: delivered only when its `seq` is the next one.
-   * `known` is false for an event type this SDK does not know: it counts for `seq`, and is not delivered.
+   * `event` is undefined for an event type this SDK does not know: it counts for `seq`, and is not delivered.
    */
   receive(seq: number, event: ThreadEvent | undefined) {
     if (seq <= this.lastSeq) return

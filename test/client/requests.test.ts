@@ -90,7 +90,7 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step()
 })
 
-const start = async (options: { readonly requestTimeoutMs?: number } = {}) => {
+const start = async (options: { readonly requestTimeoutMs?: number; readonly pingIntervalMs?: number } = {}) => {
   const server = await scripted()
   cleanup.push(() => server.close())
   const client: AgentChatClient = await connect({
@@ -180,6 +180,27 @@ describe("the socket", () => {
     })
     cleanup.push(() => browserLike.close())
     expect(server.upgrades[1]).toEqual({ header: undefined, query: "opaque-token" })
+  })
+})
+
+describe("the watchdog", () => {
+  it("a connection whose pings go unanswered is dropped and opened again", async () => {
+    const { server, client } = await start({ pingIntervalMs: 50, requestTimeoutMs: 100 })
+    const notices: Array<ClientEvent> = []
+    client.on((e) => notices.push(e))
+    await until(async () => server.sockets.length >= 2, "a second connection")
+    expect(server.received.filter((f) => f.type === "ping").length).toBeGreaterThanOrEqual(1)
+    expect(notices[0]).toMatchObject({ type: "disconnected", code: 1006, reconnecting: true })
+    // Answered pings keep the connection.
+    server.answer = (frame, socket) => {
+      if (frame.type === "ping") socket.send(JSON.stringify({ type: "pong", ref: frame.id }))
+    }
+    const count = server.sockets.length
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    expect(server.sockets.length).toBeLessThanOrEqual(count + 1)
+    const settled = server.sockets.length
+    await new Promise((resolve) => setTimeout(resolve, 400))
+    expect(server.sockets.length).toBe(settled)
   })
 })
 
