@@ -109,6 +109,11 @@ layer(TestServer.layer(), { excludeTestServices: true, timeout: 60_000 })("typed
       closeAll()
     }))
 
+  it.effect("a first connection refused (a bad token) rejects connect with ConnectError", () =>
+    withServer(async (server) => {
+      await expect(connect({ url: server.wsUrl, token: "not-a-jwt" })).rejects.toMatchObject({ _tag: "ConnectError" })
+    }))
+
   it.effect("the Effect API: a scoped client, a run as a Stream, done as an Effect", () =>
     withServer((server) =>
       Effect.runPromise(Effect.scoped(Effect.gen(function*() {

@@ -183,6 +183,37 @@ describe("the socket", () => {
   })
 })
 
+describe("run handles", () => {
+  it("a run's events sent right behind its ack, in the same tick, all reach its handle", async () => {
+    const { server, client } = await start()
+    const stamp = (seq: number, event_type: string, data: unknown) =>
+      JSON.stringify({
+        type: "event",
+        event_type,
+        event_id: `e-${seq}`,
+        thread_id: "t-1",
+        run_id: seq === 1 ? null : "r-1",
+        seq,
+        timestamp: new Date().toISOString(),
+        data
+      })
+    server.answer = (frame, socket) => {
+      if (frame.type === "join_thread") socket.send(ack(frame, { thread_id: "t-1", head_seq: 0 }))
+      if (frame.type !== "send_message") return
+      socket.send(ack(frame, { message_id: "m-1", run_id: "r-1" }))
+      socket.send(stamp(1, "message_created", { message_id: "m-1", user_id: "sam", content: frame.content }))
+      socket.send(stamp(2, "agent_started", { agent: "scripted", message_id: "m-1" }))
+      socket.send(stamp(3, "agent_response_delta", { delta: "4" }))
+      socket.send(stamp(4, "agent_completed", { response: "4", duration_ms: 1 }))
+    }
+    const thread = await client.join("t-1")
+    const run = await thread.send("what is 2+2")
+    const end = await run.done
+    expect(end).toMatchObject({ event_type: "agent_completed", seq: 4, data: { response: "4" } })
+    expect(run.received.map((e) => e.event_type)).toEqual(["agent_started", "agent_response_delta", "agent_completed"])
+  })
+})
+
 describe("the watchdog", () => {
   it("a connection whose pings go unanswered is dropped and opened again", async () => {
     const { server, client } = await start({ pingIntervalMs: 50, requestTimeoutMs: 100 })
