@@ -94,7 +94,7 @@ const boundaries = folders.map((folder) => ({
 }))
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "data/**", "bench-results/**", "src/web/**"] },
+  { ignores: ["node_modules/**", "data/**", "bench-results/**", "dist/**", "src/web/**"] },
   ...tseslint.configs.recommended,
   ...effect.configs.dprint,
   {
@@ -136,8 +136,9 @@ export default tseslint.config(
     rules: {
       "no-restricted-imports": ["error", {
         patterns: [{
-          // The one checker of the run invariants lives in test/utils, for the suites and the stress suite alike.
-          regex: "(^|/)test/(?!utils/RunInvariants\\.ts$)",
+          // The one checker of the run invariants, and the wire-level test client, live in test/utils, for the
+          // suites and the stress suite alike.
+          regex: "(^|/)test/(?!utils/(RunInvariants|ChatClient)\\.ts$)",
           message: "scripts never import tests; the test graph is layers/Test.ts"
         }]
       }]

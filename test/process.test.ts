@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import type { Socket } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { ChatClient } from "../src/client/ChatClient.ts"
+import { ChatClient } from "./utils/ChatClient.ts"
 import {
   freePort,
   groupAlive,

@@ -7,7 +7,7 @@
  * up on (its reconnect asks for everything after the last seq it kept).
  */
 import WebSocket from "ws"
-import { type CloseInfo, type EventFrame, RequestFailed, type ServerFrame } from "../../src/client/ChatClient.ts"
+import { type CloseInfo, type EventFrame, RequestFailed, type ServerFrame } from "../../test/utils/ChatClient.ts"
 
 interface Pending {
   /** Runs in the frame's own turn, before any later frame is handled (a promise continuation would not). */

@@ -8,8 +8,8 @@
  * are accepted. Every stored log, and every stretch of consecutive seqs a
  * connection received, passes the run checker.
  */
-import type { EventFrame } from "../../src/client/ChatClient.ts"
-import { RequestFailed } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
+import { RequestFailed } from "../../test/utils/ChatClient.ts"
 import type { StressClient } from "./client.ts"
 import { type Budget, errorMessage, type Invariant, invariant, waitUntil } from "./common.ts"
 import { Random } from "./random.ts"

@@ -6,9 +6,9 @@
  * `tool_completed` "interrupted" for each tool call it had open, all in
  * one step (consecutive seqs, the terminal last).
  */
-import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { INTERRUPTED } from "../../src/eventlog/EventLog.ts"
 import { ORPHANED } from "../../src/runs/Leases.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
 import { isTerminal } from "./tracks.ts"
 
 /** The warning a process logs for each run it ends because its process stopped (src/runs/Leases.ts). */

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import { testToken } from "../../layers/Test.ts"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
 import { ConnectionLost, StressClient } from "./client.ts"
 import { type Budget, errorMessage, sleep, waitUntil } from "./common.ts"
 import type { ServerProcess } from "./lifecycle-process.ts"

@@ -3,7 +3,7 @@
  * stored logs read once every run was over: the run checker over every
  * log and stream, how the kills' runs ended, and what the clients got.
  */
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
 import { type Invariant, invariant } from "./common.ts"
 import { analyseKills, type Kill } from "./lifecycle-check.ts"
 import type { Member, ThreadState } from "./lifecycle-clients.ts"

@@ -12,8 +12,8 @@
  */
 import { Effect } from "effect"
 import { testToken } from "../../layers/Test.ts"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
-import { RequestFailed } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
+import { RequestFailed } from "../../test/utils/ChatClient.ts"
 import { ConnectionLost, StressClient } from "./client.ts"
 import { type Budget, type Invariant, sleep, waitUntil } from "./common.ts"
 import type { Kill } from "./lifecycle-check.ts"

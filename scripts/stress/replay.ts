@@ -6,7 +6,7 @@
  * they kept. Every observer's union of events per thread must be exactly
  * 1..head, each once, in order, ending with the last run's terminal event.
  */
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
 import type { StressClient } from "./client.ts"
 import { type Budget, errorMessage, type Invariant, sleep, waitUntil } from "./common.ts"
 import { Random } from "./random.ts"

@@ -6,7 +6,7 @@
  * with `after_seq` it must get the rest of the thread exactly once.
  */
 import type { Socket } from "node:net"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
 import type { StressClient } from "./client.ts"
 import { type Budget, type Invariant, invariant } from "./common.ts"
 import { Random } from "./random.ts"

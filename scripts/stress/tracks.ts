@@ -4,7 +4,7 @@
  * PROTOCOL.md section 3 judged by the one checker (`runViolations`) over
  * streams and stored logs alike; and a small async semaphore.
  */
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../../test/utils/ChatClient.ts"
 import { type CheckOptions, runViolations } from "../../test/utils/RunInvariants.ts"
 
 export const isTerminal = (event: EventFrame) =>

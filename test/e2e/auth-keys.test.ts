@@ -2,7 +2,7 @@ import { expect, layer } from "@effect/vitest"
 import { Duration } from "effect"
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose"
 import { createServer, type Server } from "node:http"
-import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
+import { ChatClient, UpgradeRefused } from "../utils/ChatClient.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 import { sign } from "../utils/tokens.ts"
 

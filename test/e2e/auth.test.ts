@@ -1,7 +1,7 @@
 import { expect, layer } from "@effect/vitest"
 import { Duration, Effect, Option } from "effect"
-import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
 import { Readiness } from "../../src/domain/Health.ts"
+import { ChatClient, UpgradeRefused } from "../utils/ChatClient.ts"
 import { service, TestServer, withServer } from "../utils/TestServer.ts"
 import { sign, unsignedToken } from "../utils/tokens.ts"
 

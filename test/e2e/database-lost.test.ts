@@ -1,5 +1,5 @@
 import { afterAll, expect, layer, onTestFinished } from "@effect/vitest"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "../utils/ChatClient.ts"
 import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"

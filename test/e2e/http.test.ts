@@ -1,5 +1,5 @@
 import { expect, layer } from "@effect/vitest"
-import { ChatClient } from "../../src/client/ChatClient.ts"
+import { ChatClient } from "../utils/ChatClient.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 
 layer(TestServer.layer(), { excludeTestServices: true, timeout: 60_000 })("HTTP endpoints", (it) => {

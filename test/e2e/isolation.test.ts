@@ -1,5 +1,5 @@
 import { expect, layer } from "@effect/vitest"
-import { RequestFailed } from "../../src/client/ChatClient.ts"
+import { RequestFailed } from "../utils/ChatClient.ts"
 import { expectContiguous } from "../utils/invariants.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 

@@ -1,8 +1,8 @@
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { ChatClient, RequestFailed, UpgradeRefused } from "../../src/client/ChatClient.ts"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
 import { Hub } from "../../src/gateway/Hub.ts"
+import { ChatClient, RequestFailed, UpgradeRefused } from "../utils/ChatClient.ts"
 import { service, TestServer, withServer } from "../utils/TestServer.ts"
 import { sign } from "../utils/tokens.ts"
 

@@ -4,8 +4,8 @@
  * stores, and a removed member cut off at once, that event his last.
  */
 import { expect, layer } from "@effect/vitest"
-import { type EventFrame, RequestFailed } from "../../src/client/ChatClient.ts"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
+import { type EventFrame, RequestFailed } from "../utils/ChatClient.ts"
 import { expectContiguous } from "../utils/invariants.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 

@@ -1,5 +1,5 @@
 import { expect, layer } from "@effect/vitest"
-import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
+import { ChatClient, UpgradeRefused } from "../utils/ChatClient.ts"
 import { TestServer, type TestServerShape, withServer } from "../utils/TestServer.ts"
 
 /** Parses the exposition text into samples keyed by `name{labels}`, checking its shape on the way. */

@@ -7,9 +7,9 @@
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Layer, Scope } from "effect"
-import { type ChatClient, type EventFrame, RequestFailed } from "../../src/client/ChatClient.ts"
 import type { ChatMessage } from "../../src/llm/SimpleModel.ts"
 import { Supervisor } from "../../src/runs/Supervisor.ts"
+import { type ChatClient, type EventFrame, RequestFailed } from "../utils/ChatClient.ts"
 import { expectValidRuns } from "../utils/invariants.ts"
 import { delta, Gate, scriptedModel, thinking } from "../utils/Models.ts"
 import { TestDatabaseLive } from "../utils/TestDatabase.ts"

@@ -5,7 +5,7 @@
  * of it stored. Across nodes: test/e2e/nodes.test.ts.
  */
 import { expect, layer } from "@effect/vitest"
-import type { ChatClient, ServerFrame } from "../../src/client/ChatClient.ts"
+import type { ChatClient, ServerFrame } from "../utils/ChatClient.ts"
 import { TestServer, withServer } from "../utils/TestServer.ts"
 
 type PresenceFrame = Extract<ServerFrame, { readonly type: "presence" }>

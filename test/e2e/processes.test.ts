@@ -6,8 +6,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { Supervisor } from "../../src/runs/Supervisor.ts"
+import type { EventFrame } from "../utils/ChatClient.ts"
 import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
 import { TestDatabaseLive } from "../utils/TestDatabase.ts"

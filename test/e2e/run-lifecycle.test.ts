@@ -8,9 +8,9 @@
  */
 import { afterAll, expect, layer, onTestFinished } from "@effect/vitest"
 import { Duration, Effect } from "effect"
-import type { ChatClient, EventFrame } from "../../src/client/ChatClient.ts"
 import type { ChatMessage } from "../../src/llm/SimpleModel.ts"
 import type { Tool } from "../../src/runs/Tool.ts"
+import type { ChatClient, EventFrame } from "../utils/ChatClient.ts"
 import { expectRunShape, expectValidRuns } from "../utils/invariants.ts"
 import { call, delta, scriptedModel, thinking } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Exit, Fiber, Layer, Scope } from "effect"
-import { ChatClient, UpgradeRefused } from "../../src/client/ChatClient.ts"
 import type { Tool } from "../../src/runs/Tool.ts"
+import { ChatClient, UpgradeRefused } from "../utils/ChatClient.ts"
 import { expectRunShape } from "../utils/invariants.ts"
 import { Gate, gatedModel, toolCallingModel } from "../utils/Models.ts"
 import { TcpProxy } from "../utils/TcpProxy.ts"

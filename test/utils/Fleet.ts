@@ -17,7 +17,7 @@
 import { Effect, Redacted, type Scope } from "effect"
 import pg from "pg"
 import { freshPostgres } from "../../layers/Test.ts"
-import { ChatClient, type CloseInfo, type EventFrame } from "../../src/client/ChatClient.ts"
+import { ChatClient, type CloseInfo, type EventFrame } from "./ChatClient.ts"
 import { type Exited, freePort, start, type Started, within } from "./process.ts"
 import { TcpProxy } from "./TcpProxy.ts"
 import { sign, testSecret } from "./tokens.ts"

@@ -7,10 +7,10 @@
 import { FetchHttpClient } from "@effect/platform"
 import { expect } from "@effect/vitest"
 import { Duration, Layer, Option, Redacted } from "effect"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
 import { makeTestConfig } from "../../src/config/AppConfig.ts"
 import { remoteModel } from "../../src/llm/Providers.ts"
 import type { RemoteProvider } from "../../src/llm/Settings.ts"
+import type { EventFrame } from "./ChatClient.ts"
 import { expectRunShape } from "./invariants.ts"
 import type { TestServerShape } from "./TestServer.ts"
 

@@ -5,8 +5,8 @@
  */
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
 import { testGraph, type TestGraphOptions } from "../../layers/Test.ts"
-import { ChatClient, type ConnectOptions } from "../../src/client/ChatClient.ts"
 import { ServerAddress } from "../../src/http/Server.ts"
+import { ChatClient, type ConnectOptions } from "./ChatClient.ts"
 import { sign } from "./tokens.ts"
 
 export interface TestServerOptions extends TestGraphOptions {

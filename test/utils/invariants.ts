@@ -1,6 +1,6 @@
 /** The rules of docs/PROTOCOL.md section 3 as assertions, judged by the one checker in RunInvariants.ts. */
 import { expect } from "@effect/vitest"
-import type { EventFrame } from "../../src/client/ChatClient.ts"
+import type { EventFrame } from "./ChatClient.ts"
 import { type CheckOptions, eventsOfRun, runViolations } from "./RunInvariants.ts"
 
 /** Seqs strictly increase by exactly one from `firstSeq`. */

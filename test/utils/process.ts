@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
-import { ChatClient } from "../../src/client/ChatClient.ts"
+import { ChatClient } from "./ChatClient.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 

@@ -1,14 +1,17 @@
 /**
- * A typed client of the wire protocol for Node (on `ws`), used by the
- * tests and scripts. It decodes every frame it receives with the protocol's
- * Schemas (src/protocol) and keeps them all, so callers can wait for what
- * they expect with a deadline instead of sleeping. A frame the Schemas do
+ * A wire-level client of the protocol for Node (on `ws`), used by the
+ * tests and the stress scripts: it sends any frame, well-formed or not, and
+ * keeps every frame it receives. Applications use the typed SDK of
+ * src/client (`agent-chat/client`) instead. It decodes every frame it
+ * receives with the protocol's Schemas (src/protocol) and keeps them all,
+ * so callers can wait for what they expect with a deadline instead of
+ * sleeping. A frame the Schemas do
  * not know (a later addition, or a server bug) is kept too, and listed in
  * `undecoded` with why.
  */
 import { Either, ParseResult, Schema } from "effect"
 import WebSocket from "ws"
-import { ServerFrame as ServerFrameSchema } from "../protocol/ServerFrames.ts"
+import { ServerFrame as ServerFrameSchema } from "../../src/protocol/ServerFrames.ts"
 
 export interface EventFrame {
   readonly type: "event"
