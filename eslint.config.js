@@ -49,7 +49,8 @@ const layers = {
     "runs",
     "threads"
   ],
-  client: ["protocol"]
+  client: ["protocol"],
+  cli: ["client", "protocol"]
 }
 
 const findCycle = (graph) => {

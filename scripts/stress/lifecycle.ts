@@ -164,8 +164,12 @@ const run = async (config: LifecycleConfig, budget: Budget, env: Record<string, 
     budget.check(`before kill ${k + 1}`)
     // Most of a run's time goes to storing its events, so only some runs are in a tool at any moment.
     const want = Math.max(1, Math.round(threads.length * 0.15))
-    await racing(() => waitUntil(budget, 15_000, () => threads.filter((t) => t.openTools.size > 0).length >= want))
-    await sleep(rng.int(0, 100))
+    const midTool = () => threads.filter((t) => t.openTools.size > 0).length
+    // The jitter may outlast every open tool call on a loaded machine: then wait for the next ones.
+    do {
+      await racing(() => waitUntil(budget, 15_000, () => midTool() >= want))
+      await sleep(rng.int(0, 100))
+    } while (midTool() === 0)
     const going = threads.flatMap((t) => t.open === undefined ? [] : [t])
     const openTools = new Map(going.map((t) => [t.open!, new Set(t.openTools)] as const))
     epoch.down()

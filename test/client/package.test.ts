@@ -74,79 +74,83 @@ const linkDependencies = (project: string) => {
 }
 
 layer(TestServer.layer(), { excludeTestServices: true, timeout: 120_000 })("the packed package", (it) => {
-  it.effect("installs from its tarball, type-checks a program, runs it against a server, bundles for a browser", () =>
-    withServer(async (server) => {
-      const project = mkdtempSync(join(tmpdir(), "agent-chat-sdk-"))
-      try {
-        const timings: Record<string, number> = {}
-        const step = async <A>(name: string, body: () => Promise<A>) => {
-          const started = Date.now()
-          const result = await body()
-          timings[name] = Date.now() - started
-          return result
+  it.effect(
+    "installs from its tarball, type-checks a program, runs it against a server, bundles for a browser",
+    () =>
+      withServer(async (server) => {
+        const project = mkdtempSync(join(tmpdir(), "agent-chat-sdk-"))
+        try {
+          const timings: Record<string, number> = {}
+          const step = async <A>(name: string, body: () => Promise<A>) => {
+            const started = Date.now()
+            const result = await body()
+            timings[name] = Date.now() - started
+            return result
+          }
+          const { stdout: packed } = await step(
+            "pack",
+            () => run("npm", ["pack", "--pack-destination", project, "--silent"], { cwd: root, env: npmEnv })
+          )
+          const tarball = packed.trim().split("\n").at(-1)!
+          writeFileSync(
+            join(project, "package.json"),
+            JSON.stringify({ name: "sdk-user", private: true, type: "module" })
+          )
+          linkDependencies(project)
+          await step(
+            "install",
+            () =>
+              run("npm", ["install", `./${tarball}`, "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], {
+                cwd: project,
+                env: npmEnv
+              })
+          )
+          const installed = join(project, "node_modules", "agent-chat")
+          expect(readFileSync(join(installed, "dist", "client", "index.d.ts"), "utf8")).toContain("AgentChatClient")
+
+          // The declarations refuse a wrong use: type errors, not `any`.
+          writeFileSync(join(project, "main.ts"), wrongProgram)
+          writeFileSync(
+            join(project, "tsconfig.json"),
+            JSON.stringify({ ...tsconfig, compilerOptions: { ...tsconfig.compilerOptions, noEmit: true } })
+          )
+          const refused = await run(process.execPath, [tsc, "-p", project], { cwd: project }).then(
+            () => "",
+            (error: { readonly stdout: string }) => error.stdout
+          )
+          expect(refused).toMatch(/main\.ts\(3,[0-9]+\): error TS2322/)
+          expect(refused).toMatch(/main\.ts\(4,[0-9]+\): error TS2339: Property 'delta' does not exist/)
+
+          // The program type-checks and builds, then runs against the server.
+          writeFileSync(join(project, "main.ts"), program(server.wsUrl, await sign("sdk-packed")))
+          writeFileSync(join(project, "tsconfig.json"), JSON.stringify(tsconfig))
+          await step("typecheck", () => run(process.execPath, [tsc, "-p", project], { cwd: project }))
+          const { stdout } = await step(
+            "run",
+            () => run(process.execPath, [join(project, "out", "main.js")], { cwd: project, timeout: 30_000 })
+          )
+          const printed = JSON.parse(stdout.trim()) as { readonly answer: string; readonly kinds: Array<string> }
+          expect(printed.answer).toContain("4")
+          expect(printed.kinds[0]).toBe("agent_started")
+          expect(printed.kinds.at(-1)).toBe("agent_completed")
+
+          // A browser bundle of the SDK: it resolves with nothing of Node, and never names `ws` as a module.
+          const bundle = await step("bundle", () =>
+            build({
+              stdin: { contents: `export * from "agent-chat/client"`, resolveDir: project },
+              bundle: true,
+              platform: "browser",
+              format: "esm",
+              write: false,
+              logLevel: "silent"
+            }))
+          const code = bundle.outputFiles[0]!.text
+          expect(code).not.toMatch(/from\s*["'](ws|node:[a-z_]+)["']|require\(["'](ws|node:[a-z_]+)["']\)/)
+          console.log(`packed-package test steps (ms): ${JSON.stringify(timings)}`)
+        } finally {
+          rmSync(project, { recursive: true, force: true })
         }
-        const { stdout: packed } = await step(
-          "pack",
-          () => run("npm", ["pack", "--pack-destination", project, "--silent"], { cwd: root, env: npmEnv })
-        )
-        const tarball = packed.trim().split("\n").at(-1)!
-        writeFileSync(
-          join(project, "package.json"),
-          JSON.stringify({ name: "sdk-user", private: true, type: "module" })
-        )
-        linkDependencies(project)
-        await step(
-          "install",
-          () =>
-            run("npm", ["install", `./${tarball}`, "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], {
-              cwd: project,
-              env: npmEnv
-            })
-        )
-        const installed = join(project, "node_modules", "agent-chat")
-        expect(readFileSync(join(installed, "dist", "client", "index.d.ts"), "utf8")).toContain("AgentChatClient")
-
-        // The declarations refuse a wrong use: type errors, not `any`.
-        writeFileSync(join(project, "main.ts"), wrongProgram)
-        writeFileSync(
-          join(project, "tsconfig.json"),
-          JSON.stringify({ ...tsconfig, compilerOptions: { ...tsconfig.compilerOptions, noEmit: true } })
-        )
-        const refused = await run(process.execPath, [tsc, "-p", project], { cwd: project }).then(
-          () => "",
-          (error: { readonly stdout: string }) => error.stdout
-        )
-        expect(refused).toMatch(/main\.ts\(3,[0-9]+\): error TS2322/)
-        expect(refused).toMatch(/main\.ts\(4,[0-9]+\): error TS2339: Property 'delta' does not exist/)
-
-        // The program type-checks and builds, then runs against the server.
-        writeFileSync(join(project, "main.ts"), program(server.wsUrl, await sign("sdk-packed")))
-        writeFileSync(join(project, "tsconfig.json"), JSON.stringify(tsconfig))
-        await step("typecheck", () => run(process.execPath, [tsc, "-p", project], { cwd: project }))
-        const { stdout } = await step(
-          "run",
-          () => run(process.execPath, [join(project, "out", "main.js")], { cwd: project, timeout: 30_000 })
-        )
-        const printed = JSON.parse(stdout.trim()) as { readonly answer: string; readonly kinds: Array<string> }
-        expect(printed.answer).toContain("4")
-        expect(printed.kinds[0]).toBe("agent_started")
-        expect(printed.kinds.at(-1)).toBe("agent_completed")
-
-        // A browser bundle of the SDK: it resolves with nothing of Node, and never names `ws` as a module.
-        const bundle = await step("bundle", () =>
-          build({
-            stdin: { contents: `export * from "agent-chat/client"`, resolveDir: project },
-            bundle: true,
-            platform: "browser",
-            format: "esm",
-            write: false,
-            logLevel: "silent"
-          }))
-        const code = bundle.outputFiles[0]!.text
-        expect(code).not.toMatch(/from\s*["'](ws|node:[a-z_]+)["']|require\(["'](ws|node:[a-z_]+)["']\)/)
-        console.log(`packed-package test steps (ms): ${JSON.stringify(timings)}`)
-      } finally {
-        rmSync(project, { recursive: true, force: true })
-      }
-    }))
+      }),
+    120_000
+  )
 })

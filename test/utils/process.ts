@@ -34,6 +34,8 @@ export const freePort = () =>
 export interface StartOptions {
   /** Run in a process group of its own (the child's pid is its id), to signal or inspect the whole group. */
   readonly detached?: boolean
+  /** Give it a standard input to write to (`child.stdin`); none by default. */
+  readonly stdin?: boolean
 }
 
 /** Starts a command in the project root with only the given environment (plus PATH and HOME). */
@@ -46,7 +48,7 @@ export const start = (
   const child = spawn(command, args, {
     cwd: root,
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
+    stdio: [options.stdin === true ? "pipe" : "ignore", "pipe", "pipe"],
     detached: options.detached === true
   })
   let output = ""
