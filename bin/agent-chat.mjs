@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// The command line, run from the TypeScript sources through tsx (a dependency of the server too).
-import { register } from "tsx/esm/api"
+// The command line: from the TypeScript sources through tsx in the repository, from dist/ when installed.
+import { existsSync } from "node:fs"
 
-register()
-const { main } = await import("../src/cli/main.ts")
+const sources = new URL("../src/cli/main.ts", import.meta.url)
+let main
+if (existsSync(sources)) {
+  const { register } = await import("tsx/esm/api")
+  register()
+  main = (await import(sources.href)).main
+} else {
+  main = (await import(new URL("../dist/cli/main.js", import.meta.url).href)).main
+}
 process.exit(await main(process.argv.slice(2)))

@@ -1,6 +1,7 @@
 /**
  * Builds `agent-chat/client` into dist/: JavaScript and declarations of
- * src/client and the protocol it is built on (tsconfig.client.json), then
+ * src/client and the protocol it is built on (tsconfig.client.json), and
+ * the command line on it (tsconfig.cli.json, with Node's types), then
  * points the declarations' relative imports at the built files (`.ts` ->
  * `.js`), as tsc rewrites them in the JavaScript only.
  */
@@ -14,7 +15,9 @@ const root = fileURLToPath(new URL("..", import.meta.url))
 const dist = join(root, "dist")
 rmSync(dist, { recursive: true, force: true })
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc")
-execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.client.json")], { stdio: "inherit" })
+for (const project of ["tsconfig.client.json", "tsconfig.cli.json"]) {
+  execFileSync(process.execPath, [tsc, "-p", join(root, project)], { stdio: "inherit" })
+}
 
 const declarations = (dir) =>
   readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>

@@ -122,7 +122,8 @@ layer(TestServer.layer(), { excludeTestServices: true, timeout: 120_000 })("the 
           expect(refused).toMatch(/main\.ts\(4,[0-9]+\): error TS2339: Property 'delta' does not exist/)
 
           // The program type-checks and builds, then runs against the server.
-          writeFileSync(join(project, "main.ts"), program(server.wsUrl, await sign("sdk-packed")))
+          const token = await sign("sdk-packed")
+          writeFileSync(join(project, "main.ts"), program(server.wsUrl, token))
           writeFileSync(join(project, "tsconfig.json"), JSON.stringify(tsconfig))
           await step("typecheck", () => run(process.execPath, [tsc, "-p", project], { cwd: project }))
           const { stdout } = await step(
@@ -133,6 +134,19 @@ layer(TestServer.layer(), { excludeTestServices: true, timeout: 120_000 })("the 
           expect(printed.answer).toContain("4")
           expect(printed.kinds[0]).toBe("agent_started")
           expect(printed.kinds.at(-1)).toBe("agent_completed")
+
+          // The command line comes with it, built: one-shot against the server, exit 0.
+          const cli = await step("cli", () =>
+            run(join(project, "node_modules", ".bin", "agent-chat"), [
+              "chat",
+              "--url",
+              server.wsUrl,
+              "--token",
+              token,
+              "--message",
+              "what is 2+2"
+            ], { cwd: project, timeout: 30_000 }))
+          expect(cli.stdout).toMatch(/completed in \d+ ms/)
 
           // A browser bundle of the SDK: it resolves with nothing of Node, and never names `ws` as a module.
           const bundle = await step("bundle", () =>
