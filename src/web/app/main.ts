@@ -568,6 +568,10 @@ $("signOut").onclick = () => {
   $("signOut").hidden = true
   input("name").focus()
 }
+$("showPaste").onclick = () => {
+  $("paste").hidden = false
+  input("tokenInput").focus()
+}
 $("refresh").onclick = () => void (state.client && loadThreads())
 $("newThread").onsubmit = async (e) => {
   e.preventDefault()
