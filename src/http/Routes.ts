@@ -4,7 +4,6 @@
  */
 import { HttpRouter, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Effect, Either, Metric, Option, Schema } from "effect"
-import { readFileSync } from "node:fs"
 import { runAgent, runEvents, stopRun } from "../agui/AgUi.ts"
 import { Auth, type Principal } from "../auth/Auth.ts"
 import { authenticated } from "../auth/Bearer.ts"
@@ -23,11 +22,21 @@ import { encodeEnvelope } from "../protocol/Events.ts"
 import { Supervisor } from "../runs/Supervisor.ts"
 import { Access } from "../threads/Access.ts"
 import { Threads } from "../threads/Threads.ts"
+import { page } from "../web/Bundle.ts"
 
 const json = (status: number, body: unknown) => HttpServerResponse.unsafeJson(body, { status })
 const failure = (status: number, error: string, reason: string) => json(status, { error, reason })
 
-const page = readFileSync(new URL("../web/index.html", import.meta.url), "utf8")
+/** The web page (src/web): built on first request, then served from memory. */
+const webPage = Effect.tryPromise(page).pipe(
+  Effect.map((html) => HttpServerResponse.html(html)),
+  Effect.catchAll((error) =>
+    Effect.zipRight(
+      Effect.logError("the web page could not be built", error),
+      Effect.succeed(failure(500, "internal", "the web page could not be built"))
+    )
+  )
+)
 
 const ready = Effect.gen(function*() {
   const state = yield* (yield* Readiness).get
@@ -185,7 +194,7 @@ const internal = (error: unknown) =>
   )
 
 export const router = HttpRouter.empty.pipe(
-  HttpRouter.get("/", Effect.succeed(HttpServerResponse.html(page))),
+  HttpRouter.get("/", webPage),
   HttpRouter.get("/favicon.ico", Effect.succeed(HttpServerResponse.empty({ status: 204 }))),
   HttpRouter.get("/health/live", Effect.succeed(json(200, { status: "ok" }))),
   HttpRouter.get("/health/ready", ready),

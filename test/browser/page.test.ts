@@ -103,18 +103,35 @@ it.scopedLive(
   60_000
 )
 
-it.scopedLive("at 390 px wide the chat column takes the width, the thread list above it", () =>
-  Effect.gen(function*() {
-    const chat = yield* server()
-    const page = yield* openPage(yield* browser, chat.httpUrl, { width: 390, height: 844 })
-    yield* startThread(page, "alice")
-    const width = yield* Effect.promise(() => page.locator("#log").evaluate((log) => log.getBoundingClientRect().width))
-    expect(width).toBeGreaterThanOrEqual(360)
-    const scrolls = yield* Effect.promise(() =>
-      page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth)
-    )
-    expect(scrolls).toBe(false)
-    yield* ask(page, "what is 12 * (3 + 4)?")
-    yield* Effect.promise(() => page.getByText(/84/).last().waitFor())
-    yield* screenshot(page, "page-390")
-  }), 60_000)
+it.scopedLive(
+  "at 390 px wide the chat column takes the width, the thread list above it behind a Threads toggle",
+  () =>
+    Effect.gen(function*() {
+      const chat = yield* server()
+      const page = yield* openPage(yield* browser, chat.httpUrl, { width: 390, height: 844 })
+      yield* startThread(page, "alice")
+      const width = yield* Effect.promise(() =>
+        page.locator("#log").evaluate((log) => log.getBoundingClientRect().width)
+      )
+      expect(width).toBeGreaterThanOrEqual(360)
+      const scrolls = yield* Effect.promise(() =>
+        page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth)
+      )
+      expect(scrolls).toBe(false)
+      yield* ask(page, "what is 12 * (3 + 4)?")
+      yield* Effect.promise(() => page.getByText(/84/).last().waitFor())
+      yield* screenshot(page, "page-390")
+      // The thread list, collapsed once a thread is open, comes back above the chat with the Threads toggle.
+      const toggle = page.getByRole("button", { name: "Threads" })
+      expect(yield* Effect.promise(() => toggle.getAttribute("aria-expanded"))).toBe("false")
+      expect(yield* Effect.promise(() => page.locator("#sidebar").isVisible())).toBe(false)
+      yield* Effect.promise(() => toggle.click())
+      const [list, log] = yield* Effect.promise(() =>
+        Promise.all([page.locator("#sidebar").boundingBox(), page.locator("#log").boundingBox()])
+      )
+      expect(list!.y + list!.height).toBeLessThanOrEqual(log!.y + 1)
+      expect(yield* Effect.promise(() => toggle.getAttribute("aria-expanded"))).toBe("true")
+      yield* screenshot(page, "page-390-threads")
+    }),
+  60_000
+)
