@@ -6,30 +6,10 @@
  * test-artifacts/.
  */
 import { expect, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Effect } from "effect"
 import type { Page } from "playwright-core"
-import { browser, openPage, screenshot } from "../utils/Browser.ts"
+import { ask, browser, openPage, screenshot, server, startThread } from "../utils/Browser.ts"
 import { Gate, gatedModel } from "../utils/Models.ts"
-import { TestServer, type TestServerOptions } from "../utils/TestServer.ts"
-
-const server = (options: TestServerOptions = {}) =>
-  Effect.map(Layer.build(TestServer.layer(options)), Context.get(TestServer))
-
-/** Connects as `name` and creates a thread, which the page then opens. */
-const startThread = (page: Page, name: string) =>
-  Effect.promise(async () => {
-    await page.getByLabel("user name").fill(name)
-    await page.getByRole("button", { name: "Connect" }).click()
-    await page.getByText(`as ${name}`).waitFor()
-    await page.getByRole("button", { name: "New thread" }).click()
-    await page.locator("#msg:not([disabled])").waitFor()
-  })
-
-const ask = (page: Page, text: string) =>
-  Effect.promise(async () => {
-    await page.locator("#msg").fill(text)
-    await page.keyboard.press("Enter")
-  })
 
 /** How far the newest item of the log is below the visible part of the log (0 when it is in view). */
 const belowView = (page: Page) =>
@@ -60,7 +40,10 @@ it.scopedLive(
   60_000
 )
 
-it.scopedLive("a run in progress can be cancelled from its Cancel button", () =>
+it.scopedLive.each([
+  { how: "its Cancel button", cancel: (page: Page) => page.getByRole("button", { name: "Cancel run" }).click() },
+  { how: "Escape", cancel: (page: Page) => page.keyboard.press("Escape") }
+])("a run in progress can be cancelled with $how", ({ cancel: press, how }) =>
   Effect.gen(function*() {
     const gate = new Gate()
     const chat = yield* server({ model: gatedModel(gate, 3) })
@@ -69,10 +52,10 @@ it.scopedLive("a run in progress can be cancelled from its Cancel button", () =>
     yield* ask(page, "take your time")
     const cancel = page.getByRole("button", { name: "Cancel run" })
     yield* Effect.promise(() => cancel.waitFor({ state: "visible" }))
-    yield* Effect.promise(() => cancel.click())
+    yield* Effect.promise(() => press(page))
     yield* Effect.promise(() => page.getByText("agent error · cancelled").waitFor())
     yield* Effect.promise(() => cancel.waitFor({ state: "hidden" }))
-    yield* screenshot(page, "page-cancelled")
+    yield* screenshot(page, how === "Escape" ? "page-cancelled-escape" : "page-cancelled")
   }), 60_000)
 
 it.scopedLive(

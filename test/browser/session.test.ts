@@ -1,41 +1,16 @@
 /**
  * The page's session and safety, in a real Chromium against a real server: a reload mid-run
  * resumes the thread after its last `seq` (every event rendered once, by its `data-seq`), two
- * users in one thread (one invited from the page, presence shown, then removed), Escape cancels,
+ * users in one thread (one invited from the page, presence shown, then removed),
  * a refused token or a draining server says why, and markdown with HTML in it runs nothing.
  */
 import { expect, it } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { Effect } from "effect"
 import type { Page } from "playwright-core"
 import { Readiness } from "../../src/domain/Health.ts"
-import { browser, openPage, screenshot } from "../utils/Browser.ts"
+import { ask, browser, openPage, screenshot, server, signIn, startThread } from "../utils/Browser.ts"
 import { delta, Gate, gatedModel, scriptedModel } from "../utils/Models.ts"
-import { service, TestServer, type TestServerOptions } from "../utils/TestServer.ts"
-
-const server = (options: TestServerOptions = {}) =>
-  Effect.map(Layer.build(TestServer.layer(options)), Context.get(TestServer))
-
-const signIn = (page: Page, name: string) =>
-  Effect.promise(async () => {
-    await page.getByLabel("user name").fill(name)
-    await page.getByRole("button", { name: "Connect" }).click()
-    await page.getByText(`as ${name}`).waitFor()
-  })
-
-const startThread = (page: Page, name: string) =>
-  Effect.gen(function*() {
-    yield* signIn(page, name)
-    yield* Effect.promise(async () => {
-      await page.getByRole("button", { name: "New thread" }).click()
-      await page.locator("#msg:not([disabled])").waitFor()
-    })
-  })
-
-const ask = (page: Page, text: string) =>
-  Effect.promise(async () => {
-    await page.locator("#msg").fill(text)
-    await page.keyboard.press("Enter")
-  })
+import { service } from "../utils/TestServer.ts"
 
 /** The `seq`s rendered in the log, in document order. */
 const renderedSeqs = (page: Page) =>
@@ -94,20 +69,6 @@ it.scopedLive(
     }),
   60_000
 )
-
-it.scopedLive("Escape cancels the run in progress", () =>
-  Effect.gen(function*() {
-    const gate = new Gate()
-    const chat = yield* server({ model: gatedModel(gate, 3) })
-    const page = yield* openPage(yield* browser, chat.httpUrl)
-    yield* startThread(page, "alice")
-    yield* ask(page, "take your time")
-    const cancel = page.getByRole("button", { name: "Cancel run" })
-    yield* Effect.promise(() => cancel.waitFor({ state: "visible" }))
-    yield* Effect.promise(() => page.keyboard.press("Escape"))
-    yield* Effect.promise(() => page.getByText("agent error · cancelled").waitFor())
-    yield* Effect.promise(() => cancel.waitFor({ state: "hidden" }))
-  }), 60_000)
 
 it.scopedLive(
   "two users in one thread: bob invited from the page, shown online, then removed",
