@@ -2,6 +2,7 @@
  * The command line's arguments: `agent-chat <command> [options]`, parsed
  * with node:util, and the server's addresses and token they name.
  */
+import { Config, Option } from "effect"
 import { parseArgs } from "node:util"
 
 export const USAGE = `Usage:
@@ -46,7 +47,18 @@ export const httpOf = (wsUrl: string) => {
   return url.toString().replace(/\/$/, "")
 }
 
-export const parseOptions = (argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv): Options => {
+/** The defaults the environment gives `--url` and `--token`. */
+export interface Defaults {
+  readonly url: Option.Option<string>
+  readonly token: Option.Option<string>
+}
+
+export const defaults: Config.Config<Defaults> = Config.all({
+  url: Config.option(Config.string("AGENT_CHAT_URL")),
+  token: Config.option(Config.string("AGENT_CHAT_TOKEN"))
+})
+
+export const parseOptions = (argv: ReadonlyArray<string>, env: Defaults): Options => {
   let parsed
   try {
     parsed = parseArgs({
@@ -71,8 +83,8 @@ export const parseOptions = (argv: ReadonlyArray<string>, env: NodeJS.ProcessEnv
   if (name === "history" && rest.length !== 1) throw new UsageError("history takes one THREAD id")
   if (name !== "history" && rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`)
   if (values.message !== undefined && values.message.trim() === "") throw new UsageError("--message is empty")
-  const wsUrl = values.url ?? env.AGENT_CHAT_URL ?? "ws://localhost:8080/ws"
-  const token = values.token ?? env.AGENT_CHAT_TOKEN
+  const wsUrl = values.url ?? Option.getOrElse(env.url, () => "ws://localhost:8080/ws")
+  const token = values.token ?? Option.getOrUndefined(env.token)
   if (!values.help && token === undefined && values.user === undefined) {
     throw new UsageError("give --token JWT (or AGENT_CHAT_TOKEN), or --user NAME in development")
   }

@@ -5,9 +5,10 @@
  * `history` listings. Everything goes through the typed SDK, and the
  * listings through the HTTP API.
  */
+import { Effect } from "effect"
 import { createInterface } from "node:readline"
 import { type AgentChatClient, connect, type Run, type Thread, type ThreadEvent } from "../client/index.ts"
-import { type Options, parseOptions, USAGE, UsageError } from "./Options.ts"
+import { defaults, type Options, parseOptions, USAGE, UsageError } from "./Options.ts"
 import { Renderer } from "./Render.ts"
 
 /** Exit codes: the run's outcome for `--message`, else why it stopped. */
@@ -162,7 +163,7 @@ export const main = async (argv: ReadonlyArray<string>): Promise<number> => {
   const print = (line: string) => process.stdout.write(`${line}\n`)
   let options: Options
   try {
-    options = parseOptions(argv, process.env)
+    options = parseOptions(argv, await Effect.runPromise(defaults))
   } catch (error) {
     if (!(error instanceof UsageError)) throw error
     process.stderr.write(`agent-chat: ${error.message}\n\n${USAGE}\n`)

@@ -10,18 +10,19 @@ import { Context, Effect, Layer } from "effect"
 import { failingModel, Gate, gatedModel } from "../utils/Models.ts"
 import { start, within } from "../utils/process.ts"
 import { TestServer, type TestServerOptions } from "../utils/TestServer.ts"
+import { sign } from "../utils/tokens.ts"
 import { until } from "../utils/until.ts"
 
 const server = (options: TestServerOptions = {}) =>
   Effect.map(Layer.build(TestServer.layer(options)), Context.get(TestServer))
 
-const cli = (args: ReadonlyArray<string>) =>
-  start(process.execPath, ["bin/agent-chat.mjs", ...args], {}, { stdin: true })
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  start(process.execPath, ["bin/agent-chat.mjs", ...args], env, { stdin: true })
 
 /** Runs the command to its end: its exit code and output. */
-const run = (args: ReadonlyArray<string>) =>
+const run = (args: ReadonlyArray<string>, env?: Record<string, string>) =>
   Effect.promise(async () => {
-    const done = await within(cli(args).exited, 30_000, `agent-chat ${args.join(" ")} did not exit`)
+    const done = await within(cli(args, env).exited, 30_000, `agent-chat ${args.join(" ")} did not exit`)
     return { code: done.code, output: done.output }
   })
 
@@ -73,6 +74,11 @@ it.scopedLive(
       const readable = yield* run(["history", threadId, ...base])
       expect(readable.code).toBe(0)
       expect(readable.output).toMatch(/\(completed in \d+ ms\)/)
+      // AGENT_CHAT_URL and AGENT_CHAT_TOKEN stand for --url and --token.
+      const token = yield* Effect.promise(() => sign("bob"))
+      const fromEnv = yield* run(["threads"], { AGENT_CHAT_URL: chat.wsUrl, AGENT_CHAT_TOKEN: token })
+      expect(fromEnv.code).toBe(0)
+      expect(fromEnv.output).toContain(threadId)
     }),
   60_000
 )
