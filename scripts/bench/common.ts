@@ -14,7 +14,10 @@ export const RESULT_PREFIX = "BENCH_RESULT "
 
 export const BENCH_USER = "bench-user"
 
-export type ServerKind = "baseline" | "agent-chat"
+export type ServerKind = "baseline" | "agent-chat" | "socketio"
+
+/** What the load generator speaks: agent-chat's protocol (agent-chat and raw ws), or Socket.IO's. */
+export type WireProtocol = "agent-chat" | "socket.io"
 
 /**
  * The deployments of the `nodes` workload, all agent-chat on a fresh database of a real PostgreSQL: one node
@@ -27,7 +30,7 @@ export interface ReadyLine {
   readonly wsPort: number
   readonly controlPort: number
   readonly pid: number
-  /** What stores the events: agent-chat's database, or the baseline's array. */
+  /** What stores the events: agent-chat's database, or the other servers' arrays. */
   readonly store: string
 }
 

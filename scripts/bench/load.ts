@@ -54,7 +54,7 @@ const controlAt = (port: number): Workloads.Control => {
 }
 
 try {
-  const pool = new Pool(input.wsPort, await signToken(BENCH_USER))
+  const pool = new Pool(input.wsPort, await signToken(BENCH_USER), input.protocol)
   const control = controlAt(input.controlPort)
   const env: Workloads.Env = {
     pool,

@@ -5,7 +5,7 @@
  * for replay checks, `t` for latency). Other frames (welcome, ack, error)
  * are rare and parsed as JSON.
  */
-import { now, sleep, withDeadline } from "./common.ts"
+import { now, sleep, type WireProtocol, withDeadline } from "./common.ts"
 import { WireConnection } from "./wire.ts"
 
 const EVENT_PREFIX = Buffer.from("{\"type\":\"event\"")
@@ -56,7 +56,11 @@ export class Pool {
   private nextRef = 0
   private readonly acks = new Map<string, (reply: Record<string, any>) => void>()
 
-  constructor(private readonly port: number, private readonly token: string) {}
+  constructor(
+    private readonly port: number,
+    private readonly token: string,
+    private readonly protocol: WireProtocol = "agent-chat"
+  ) {}
 
   noteError(what: unknown) {
     this.failures++
@@ -105,7 +109,7 @@ export class Pool {
       onClose: () => {
         if (!client.dropped) this.unexpectedCloses++
       }
-    }).then(async (connection) => {
+    }, this.protocol).then(async (connection) => {
       client.connection = connection
       await welcome
       return client
@@ -142,11 +146,12 @@ export class Pool {
 
   /** Sends a request frame and resolves with its ack (rejects on an error reply or the deadline). */
   request(client: Client, frame: Record<string, unknown>, timeoutMs = 30_000): Promise<Record<string, any>> {
-    const id = `r${++this.nextRef}`
+    const ref = ++this.nextRef
+    const id = `r${ref}`
     const reply = new Promise<Record<string, any>>((resolve, reject) => {
       this.acks.set(id, (answer) => answer.type === "ack" ? resolve(answer) : reject(new Error(answer.message)))
     })
-    client.connection?.send(JSON.stringify({ ...frame, id }))
+    client.connection?.request(String(frame.type), JSON.stringify({ ...frame, id }), ref)
     return withDeadline(reply, timeoutMs, `${String(frame.type)} reply`).finally(() => this.acks.delete(id))
   }
 

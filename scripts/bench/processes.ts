@@ -1,5 +1,5 @@
 /**
- * The benchmark's child processes: a server (agent-chat or raw ws) pinned
+ * The benchmark's child processes: a server (agent-chat, raw ws or Socket.IO) pinned
  * to core 0 and a load generator pinned to core 1 with `taskset`. Every
  * wait has a deadline, and every child is tracked so that it is killed at
  * the end, on error or on a signal.
@@ -8,7 +8,14 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { setPriority, tmpdir } from "node:os"
 import { join } from "node:path"
-import { READY_PREFIX, type ReadyLine, RESULT_PREFIX, type ServerKind, withDeadline } from "./common.ts"
+import {
+  READY_PREFIX,
+  type ReadyLine,
+  RESULT_PREFIX,
+  type ServerKind,
+  type WireProtocol,
+  withDeadline
+} from "./common.ts"
 import type { LoadResult } from "./workloads.ts"
 
 const PRIORITY = -10
@@ -17,6 +24,11 @@ const LOAD_CORE = "1"
 const SERVER_START_MS = 60_000
 const STOP_GRACE_MS = 3_000
 const OUTPUT_TAIL = 20_000
+const SERVER_FILES: Record<ServerKind, string> = {
+  baseline: "baseline.ts",
+  "agent-chat": "server.ts",
+  socketio: "socketio.ts"
+}
 
 export interface RunningServer {
   readonly child: ChildProcess
@@ -33,6 +45,8 @@ export interface LoadPorts {
   readonly controlPort: number
   /** The control channel of the server the clients are connected to, when it is another one. */
   readonly receiverControlPort?: number
+  /** What the clients speak; agent-chat's protocol when absent. */
+  readonly protocol?: WireProtocol
 }
 
 /** The servers of one run, started and ready. */
@@ -109,7 +123,7 @@ export class Processes {
 
   /** A server on core 0; `env` adds to the environment (the `nodes` workload's database and broker). */
   async startServer(kind: ServerKind, env: Readonly<Record<string, string>> = {}): Promise<RunningServer> {
-    const file = kind === "baseline" ? "scripts/bench/baseline.ts" : "scripts/bench/server.ts"
+    const file = `scripts/bench/${SERVER_FILES[kind]}`
     // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each server process there (on a clean exit).
     const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []
     const child = this.spawn(SERVER_CORE, ["--expose-gc", ...profile, "--import", "tsx", file], env)
@@ -140,7 +154,11 @@ export class Processes {
     const server = await this.startServer(kind)
     return {
       servers: [server],
-      ports: { wsPort: server.ready.wsPort, controlPort: server.ready.controlPort },
+      ports: {
+        wsPort: server.ready.wsPort,
+        controlPort: server.ready.controlPort,
+        ...(kind === "socketio" ? { protocol: "socket.io" as const } : {})
+      },
       stop: () => this.stop(server)
     }
   }
