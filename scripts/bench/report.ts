@@ -1,7 +1,8 @@
 /**
  * From trials to figures: the metrics of each workload, their medians and
  * spreads (min–max) over trials, each agent-chat figure as a ratio to the
- * baseline of the same trial, the targets of the spec, and the table; and
+ * baseline (raw ws) and to Socket.IO of the same trial, the targets of the
+ * spec, and the table; and
  * the `nodes` workload's own table, two nodes as a ratio to one.
  */
 import { median, type NodesSetup } from "./common.ts"
@@ -160,12 +161,16 @@ export interface TrialResults {
   readonly order: ReadonlyArray<string>
   baseline?: RunResult | undefined
   agent?: RunResult | undefined
+  socketio?: RunResult | undefined
 }
 
 export interface Row extends MetricDef {
   readonly baseline: Spread
   readonly agent: Spread
   readonly ratio: Spread
+  /** Socket.IO's figures, and agent-chat's as a ratio to them; empty where Socket.IO did not run. */
+  readonly socketio: Spread
+  readonly ratioSocketio: Spread
   readonly pass: boolean | null
 }
 
@@ -180,11 +185,26 @@ const metricOf = (result: TrialResults["baseline"], key: string): number | null 
   return typeof value === "number" && Number.isFinite(value) ? value : null
 }
 
+/** The figures of one server over the trials, and agent-chat's as a ratio to them in the same trial. */
+const against = (
+  def: MetricDef,
+  trials: ReadonlyArray<TrialResults>,
+  of: (t: TrialResults) => RunResult | undefined
+) => {
+  const pairs = trials.map((t) => [metricOf(of(t), def.key), metricOf(t.agent, def.key)] as const)
+  return {
+    figures: spread(pairs.flatMap(([b]) => b === null ? [] : [b])),
+    ratio: spread(pairs.flatMap(([b, a]) => a === null || b === null || b === 0 ? [] : [a / b]))
+  }
+}
+
 export const summarise = (def: MetricDef, trials: ReadonlyArray<TrialResults>): Row => {
-  const pairs = trials.map((t) => [metricOf(t.baseline, def.key), metricOf(t.agent, def.key)] as const)
-  const baseline = spread(pairs.flatMap(([b]) => b === null ? [] : [b]))
-  const agent = spread(pairs.flatMap(([, a]) => a === null ? [] : [a]))
-  const ratio = spread(pairs.flatMap(([b, a]) => a === null || b === null || b === 0 ? [] : [a / b]))
+  const { figures: baseline, ratio } = against(def, trials, (t) => t.baseline)
+  const { figures: socketio, ratio: ratioSocketio } = against(def, trials, (t) => t.socketio)
+  const agent = spread(trials.flatMap((t) => {
+    const a = metricOf(t.agent, def.key)
+    return a === null ? [] : [a]
+  }))
   const target = def.target
   const subject = target === undefined ? null : target.on === "ratio" ? ratio.median : agent.median
   const pass = target === undefined || subject === null
@@ -192,7 +212,7 @@ export const summarise = (def: MetricDef, trials: ReadonlyArray<TrialResults>): 
     : target.op === "<="
     ? subject <= target.limit
     : subject >= target.limit
-  return { ...def, baseline, agent, ratio, pass }
+  return { ...def, baseline, agent, ratio, socketio, ratioSocketio, pass }
 }
 
 export const format = (value: number | null): string => {
@@ -226,14 +246,27 @@ const passText = (row: Row) => row.pass === null ? "" : row.pass ? "ok" : "MISS"
 /** A Markdown table: medians, with the spread over trials as [min–max] when it is not a single value. */
 export const table = (rows: ReadonlyArray<Row>): string =>
   markdown(
-    ["workload", "metric", "unit", "raw ws", "agent-chat", "ratio", "target", ""],
+    [
+      "workload",
+      "metric",
+      "unit",
+      "raw ws",
+      "agent-chat",
+      "Socket.IO",
+      "agent-chat : raw ws",
+      "agent-chat : Socket.IO",
+      "target",
+      ""
+    ],
     rows.map((r) => [
       r.workload,
       r.label,
       r.unit,
       cell(r.baseline),
       cell(r.agent),
+      cell(r.socketio),
       cell(r.ratio, "×"),
+      cell(r.ratioSocketio, "×"),
       targetText(r.target),
       passText(r)
     ])

@@ -1,6 +1,6 @@
 /**
- * `npm run bench`: runs every workload against the raw `ws` baseline and
- * agent-chat, alternating, for several trials; each server in its own
+ * `npm run bench`: runs every workload against the raw `ws` baseline,
+ * agent-chat and Socket.IO, alternating, for several trials; each server in its own
  * process pinned to core 0, the load generator pinned to core 1, loopback
  * only. Prints the table and writes bench/results/latest.json.
  *
@@ -68,9 +68,9 @@ process.on("exit", () => processes.killAll())
 const started = Date.now()
 /** The nodes workload's time, on top of the others'. */
 const nodesMinutes = nodes === undefined ? 0 : quick ? 3 : 7
-const overallDeadline = started + ((quick ? 10 : 17) + nodesMinutes) * 60_000
+const overallDeadline = started + ((quick ? 15 : 26) + nodesMinutes) * 60_000
 /** Disturbed runs are repeated only early enough that every trial still fits in the time limit. */
-const rerunsUntil = started + ((quick ? 4 : 9) + nodesMinutes / 2) * 60_000
+const rerunsUntil = started + ((quick ? 6 : 14) + nodesMinutes / 2) * 60_000
 const results: Record<string, Array<TrialResults>> = Object.fromEntries(
   workloads.filter((w) => w !== "nodes").map((w) => [w, []])
 )
@@ -174,6 +174,9 @@ const nodesTrial = async (trial: number) => {
   nodesResults.push({ trial, order, runs })
 }
 
+/** The servers of every workload but `nodes`, in the order of odd trials (reversed in even ones). */
+const SERVERS: ReadonlyArray<ServerKind> = ["baseline", "agent-chat", "socketio"]
+
 // Trial by trial, so a time limit cuts the last trial of every workload rather than whole workloads.
 for (let trial = 1; trial <= trials; trial++) {
   for (const workload of workloads) {
@@ -185,11 +188,12 @@ for (let trial = 1; trial <= trials; trial++) {
       await nodesTrial(trial)
       continue
     }
-    const order: ReadonlyArray<ServerKind> = trial % 2 === 1 ? ["baseline", "agent-chat"] : ["agent-chat", "baseline"]
+    const order = trial % 2 === 1 ? SERVERS : [...SERVERS].reverse()
     const entry: TrialResults = { trial, order }
     for (const kind of order) {
       const result = await runLogged(trial, kind, () => processes.deploy(kind), workload)
       if (kind === "baseline") entry.baseline = result
+      else if (kind === "socketio") entry.socketio = result
       else entry.agent = result
     }
     results[workload]!.push(entry)
@@ -210,6 +214,7 @@ for (const [workload, entries] of Object.entries(results)) {
   for (const entry of entries) {
     runNotes(workload, entry.trial, "raw ws", entry.baseline)
     runNotes(workload, entry.trial, "agent-chat", entry.agent)
+    runNotes(workload, entry.trial, "Socket.IO", entry.socketio)
   }
 }
 for (const entry of nodesResults) {
@@ -221,9 +226,10 @@ const machineLine = `${host.cpu}, ${host.cores} cores, Linux ${host.kernel}, nod
 const caption = [
   machineLine +
   `${processes.pinned ? "server on core 0, load generator on core 1 (taskset)" : "not pinned"}, loopback.`,
-  `${trials} trial(s)${quick ? " (quick sizes)" : ""}, baseline and agent-chat alternating; median [min–max] over ` +
-  "trials; ratio = agent-chat / raw ws of the same trial.",
-  `agent-chat stores events in ${stores["agent-chat"] ?? "?"}; raw ws in ${stores.baseline ?? "?"}.`
+  `${trials} trial(s)${quick ? " (quick sizes)" : ""}, raw ws, agent-chat and Socket.IO alternating; median ` +
+  "[min–max] over trials; ratios = agent-chat / raw ws and agent-chat / Socket.IO of the same trial.",
+  `agent-chat stores events in ${stores["agent-chat"] ?? "?"}; raw ws in ${stores.baseline ?? "?"}; ` +
+  `Socket.IO in ${stores.socketio ?? "?"}.`
 ].join("\n")
 const nodesCaption = [
   "Several nodes: agent-chat alone, on a fresh database of PostgreSQL at " +
