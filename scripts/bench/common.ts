@@ -73,6 +73,12 @@ export interface PublishResult {
   readonly failed: number
 }
 
+/** The server's garbage collections since it started, those the bench forced left out. */
+export interface GcTotals {
+  readonly count: number
+  readonly pause_ms: number
+}
+
 export interface StatsResult {
   readonly cpu: CpuTimes
   readonly memory: NodeJS.MemoryUsage

@@ -7,11 +7,13 @@
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
+import { constants, PerformanceObserver } from "node:perf_hooks"
 import { setImmediate as yieldToLoop } from "node:timers/promises"
 import type { EventType, StoredEvent } from "../../src/protocol/Events.ts"
 import {
   eventData,
   type EventSize,
+  type GcTotals,
   now,
   type PublishRequest,
   type PublishResult,
@@ -54,7 +56,22 @@ export const collectGarbage = async () => {
   gc()
 }
 
+/** Counts the process's garbage collections and adds up their pauses, leaving out the ones `gc()` forced. */
+const observeGc = () => {
+  const totals = { count: 0, pause_ms: 0 }
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const flags = (entry as { readonly detail?: { readonly flags?: number } }).detail?.flags ?? 0
+      if ((flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) continue
+      totals.count++
+      totals.pause_ms += entry.duration
+    }
+  }).observe({ entryTypes: ["gc"] })
+  return (): GcTotals => ({ ...totals })
+}
+
 export const startControl = async (target: BenchTarget) => {
+  const gcTotals = observeGc()
   const lastSeq = new Map<string, number>()
 
   const prepare = async (ids: ReadonlyArray<string>) => {
@@ -190,6 +207,7 @@ export const startControl = async (target: BenchTarget) => {
   const route = async (method: string, path: string, body: any): Promise<unknown> => {
     if (method === "GET" && path === "/stats") return stats()
     if (method === "GET" && path === "/cpu") return process.cpuUsage()
+    if (method === "GET" && path === "/gc-totals") return gcTotals()
     if (method === "POST" && path === "/gc") return collectGarbage().then(() => process.memoryUsage())
     if (method === "POST" && path === "/threads") {
       return { thread_ids: await target.createThreads(Math.min(100_000, Math.max(1, Number(body.count ?? 1)))) }

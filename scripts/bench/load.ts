@@ -9,7 +9,15 @@
  * With `receiverControlPort` (the `nodes` workload on two nodes) the
  * clients are on one server and the events are published on another.
  */
-import { BENCH_USER, type CpuTimes, type PublishResult, RESULT_PREFIX, signToken, type StatsResult } from "./common.ts"
+import {
+  BENCH_USER,
+  type CpuTimes,
+  type GcTotals,
+  type PublishResult,
+  RESULT_PREFIX,
+  signToken,
+  type StatsResult
+} from "./common.ts"
 import { Pool } from "./pool.ts"
 import type { LoadPorts } from "./processes.ts"
 import * as Workloads from "./workloads.ts"
@@ -49,7 +57,8 @@ const controlAt = (port: number): Workloads.Control => {
     threads: (count) => call<{ thread_ids: Array<string> }>("POST", "/threads", { count }).then((r) => r.thread_ids),
     publish: (request) => call<PublishResult>("POST", "/publish", request),
     stats: () => call<StatsResult>("GET", "/stats"),
-    cpu: () => call<CpuTimes>("GET", "/cpu")
+    cpu: () => call<CpuTimes>("GET", "/cpu"),
+    gcTotals: () => call<GcTotals>("GET", "/gc-totals")
   }
 }
 
@@ -63,6 +72,7 @@ try {
     ...(input.receiverControlPort === undefined ? {} : { receiver: controlAt(input.receiverControlPort) })
   }
   const spec = input.spec
+  const gcDone = await Workloads.gcMeter(env)
   switch (spec.workload) {
     case "memory":
       await Workloads.memory(env, spec)
@@ -83,6 +93,7 @@ try {
       await Workloads.nodes(env, spec)
       break
   }
+  await gcDone()
   if (pool.errors.length > 0) result.notes.push(`connection errors: ${pool.errors.join("; ")}`)
   pool.dropAll()
   finish(0)

@@ -88,11 +88,22 @@ const fixedLatencyDefs = (
   ]
 }
 
-export const metricDefs = (plan: Plan): ReadonlyArray<MetricDef> => [
-  ...mainDefs(plan.fanoutCounts, plan.held, plan.specs.latency),
-  ...fanoutDefs("nodes", ["delta"], plan.nodesCounts),
-  ...fixedLatencyDefs("nodes", plan.specs.nodes.latency, ["max_ms"])
+/** The servers' garbage collections over the run, those the bench forced (for memory readings) left out. */
+const gcDefs = (workload: WorkloadName): Array<MetricDef> => [
+  { workload, key: "gc_count", label: "server GC: collections", unit: "count" },
+  { workload, key: "gc_pause_ms", label: "server GC: pauses in all", unit: "ms" }
 ]
+
+/** Each workload's figures, then its GC figures. */
+const withGc = (defs: ReadonlyArray<MetricDef>): Array<MetricDef> =>
+  defs.flatMap((d, i) => defs[i + 1]?.workload === d.workload ? [d] : [d, ...gcDefs(d.workload)])
+
+export const metricDefs = (plan: Plan): ReadonlyArray<MetricDef> =>
+  withGc([
+    ...mainDefs(plan.fanoutCounts, plan.held, plan.specs.latency),
+    ...fanoutDefs("nodes", ["delta"], plan.nodesCounts),
+    ...fixedLatencyDefs("nodes", plan.specs.nodes.latency, ["max_ms"])
+  ])
 
 const mainDefs = (
   counts: ReadonlyArray<number>,

@@ -8,6 +8,7 @@ import {
   cpuMicros,
   type CpuTimes,
   type EventSize,
+  type GcTotals,
   median,
   now,
   type PublishRequest,
@@ -82,6 +83,7 @@ export interface Control {
   readonly stats: () => Promise<StatsResult>
   /** The server's CPU times, without the garbage collection `stats` forces. */
   readonly cpu: () => Promise<CpuTimes>
+  readonly gcTotals: () => Promise<GcTotals>
 }
 
 export interface Env {
@@ -108,6 +110,24 @@ const receiverMeter = async (receiver: Control | undefined): Promise<() => Promi
   if (receiver === undefined) return () => Promise.resolve(0)
   const before = cpuMicros(await receiver.cpu())
   return async () => cpuMicros(await receiver.cpu()) - before
+}
+
+/**
+ * Starts counting the servers' garbage collections (both nodes' when there are two); the returned function
+ * puts the count and the pause total since into the metrics.
+ */
+export const gcMeter = async ({ control, receiver, result }: Env): Promise<() => Promise<void>> => {
+  const servers = receiver === undefined ? [control] : [control, receiver]
+  const read = () =>
+    Promise.all(servers.map((s) => s.gcTotals())).then((all) =>
+      all.reduce((a, b) => ({ count: a.count + b.count, pause_ms: a.pause_ms + b.pause_ms }))
+    )
+  const before = await read()
+  return async () => {
+    const after = await read()
+    result.metrics.gc_count = after.count - before.count
+    result.metrics.gc_pause_ms = after.pause_ms - before.pause_ms
+  }
 }
 
 const OPEN_CONCURRENCY = 200
