@@ -14,13 +14,12 @@ import { createServer, type IncomingMessage } from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
-import { encodeEnvelope, type StoredEvent } from "../../src/protocol/Events.ts"
+import { encodeEnvelope } from "../../src/protocol/Events.ts"
 import { benchSecret } from "./common.ts"
-import { type BenchTarget, startControl } from "./control.ts"
+import { startControl } from "./control.ts"
+import { memoryTarget, type MemoryThread } from "./memstore.ts"
 
-interface ThreadState {
-  head: number
-  readonly log: Array<string>
+interface ThreadState extends MemoryThread<string> {
   readonly sockets: Set<WebSocket>
 }
 
@@ -107,55 +106,22 @@ http.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
 })
 await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve))
 
-const target: BenchTarget = {
+const target = memoryTarget<string, ThreadState>({
   kind: "baseline",
   wsPort: (http.address() as AddressInfo).port,
-  runId: randomUUID(),
   store: "serialised events in a JavaScript array",
-  createThreads: (count) => {
-    const ids = Array.from({ length: count }, () => randomUUID())
-    for (const id of ids) threads.set(id, { head: 0, log: [], sockets: new Set() })
-    return Promise.resolve(ids)
-  },
-  head: (threadId) => Promise.resolve(threads.get(threadId)?.head ?? 0),
-  publish: (events) => {
-    for (const event of events) {
-      const thread = threads.get(event.thread_id)
-      if (thread === undefined) continue
-      thread.head = Math.max(thread.head, event.seq)
-      const bytes = encode(event)
-      for (const socket of thread.sockets) socket.send(bytes)
-    }
-    return Promise.resolve()
-  },
-  append: (threadId, drafts) => {
-    const thread = threads.get(threadId)
-    if (thread === undefined) return Promise.reject(new Error(`no thread ${threadId}`))
-    const timestamp = new Date().toISOString()
-    const first = thread.log.length + 1
-    const events = drafts.map((d, i): StoredEvent => ({
-      event_id: randomUUID(),
-      thread_id: threadId,
-      run_id: target.runId,
-      seq: first + i,
-      timestamp,
-      event_type: d.event_type,
-      data: d.data
-    }))
-    for (const event of events) {
-      const bytes = encode(event)
-      thread.log.push(bytes)
-      thread.head = event.seq
-      for (const socket of thread.sockets) socket.send(bytes)
-    }
-    return Promise.resolve(events)
+  threads,
+  newThread: () => ({ head: 0, log: [], sockets: new Set() }),
+  encode,
+  deliver: (_threadId, thread, bytes) => {
+    for (const socket of thread.sockets) socket.send(bytes)
   },
   hubStats: () => {
     let subscriptions = 0
     for (const thread of threads.values()) subscriptions += thread.sockets.size
-    return Promise.resolve({ connections, threads: threads.size, subscriptions })
+    return { connections, threads: threads.size, subscriptions }
   }
-}
+})
 
 const control = await startControl(target)
 const stop = () => {

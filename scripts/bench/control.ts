@@ -42,6 +42,25 @@ export interface BenchTarget {
   readonly hubStats: () => Promise<StatsResult["hub"]>
 }
 
+/** The stored events of one append to a thread's log whose next seq is `first`: what the in-memory servers keep. */
+export const storedEvents = (
+  runId: string,
+  threadId: string,
+  first: number,
+  drafts: ReadonlyArray<Draft>
+): Array<StoredEvent> => {
+  const timestamp = new Date().toISOString()
+  return drafts.map((d, i): StoredEvent => ({
+    event_id: randomUUID(),
+    thread_id: threadId,
+    run_id: runId,
+    seq: first + i,
+    timestamp,
+    event_type: d.event_type,
+    data: d.data
+  }))
+}
+
 /** Events per publish, or per append when stored. */
 const BURST_CHUNK = 100
 const MAX_EVENTS = 5_000_000

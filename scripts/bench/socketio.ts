@@ -11,30 +11,21 @@
  *   node --expose-gc --import tsx scripts/bench/socketio.ts
  */
 import { jwtVerify } from "jose"
-import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { Server, type Socket } from "socket.io"
 import type { StoredEvent } from "../../src/protocol/Events.ts"
 import { benchSecret } from "./common.ts"
-import { type BenchTarget, startControl } from "./control.ts"
+import { startControl } from "./control.ts"
+import { memoryTarget, type MemoryThread } from "./memstore.ts"
 
-/** The envelope agent-chat and the baseline send, as the object Socket.IO serialises. */
-const envelope = (event: StoredEvent) => ({
-  type: "event",
-  event_type: event.event_type,
-  event_id: event.event_id,
-  thread_id: event.thread_id,
-  run_id: event.run_id,
-  seq: event.seq,
-  timestamp: event.timestamp,
-  data: event.data
-})
+/**
+ * The envelope agent-chat and the baseline send (the same fields; in the order of StoredEvent, which the load
+ * generator does not mind), as the object Socket.IO serialises.
+ */
+const envelope = (event: StoredEvent) => ({ type: "event" as const, ...event })
 
-interface ThreadState {
-  head: number
-  readonly log: Array<ReturnType<typeof envelope>>
-}
+type ThreadState = MemoryThread<ReturnType<typeof envelope>>
 
 const key = new TextEncoder().encode(benchSecret)
 const verifyOptions = { algorithms: ["HS256"], clockTolerance: 5, requiredClaims: ["sub"] }
@@ -94,54 +85,20 @@ io.on("connection", (socket) => {
 
 await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve))
 
-const target: BenchTarget = {
+const target = memoryTarget<ReturnType<typeof envelope>, ThreadState>({
   kind: "socketio",
   wsPort: (http.address() as AddressInfo).port,
-  runId: randomUUID(),
   store: "event objects in a JavaScript array",
-  createThreads: (count) => {
-    const ids = Array.from({ length: count }, () => randomUUID())
-    for (const id of ids) threads.set(id, { head: 0, log: [] })
-    return Promise.resolve(ids)
-  },
-  head: (threadId) => Promise.resolve(threads.get(threadId)?.head ?? 0),
-  publish: (events) => {
-    for (const event of events) {
-      const thread = threads.get(event.thread_id)
-      if (thread === undefined) continue
-      thread.head = Math.max(thread.head, event.seq)
-      io.to(event.thread_id).emit("event", envelope(event))
-    }
-    return Promise.resolve()
-  },
-  append: (threadId, drafts) => {
-    const thread = threads.get(threadId)
-    if (thread === undefined) return Promise.reject(new Error(`no thread ${threadId}`))
-    const timestamp = new Date().toISOString()
-    const first = thread.log.length + 1
-    const events = drafts.map((d, i): StoredEvent => ({
-      event_id: randomUUID(),
-      thread_id: threadId,
-      run_id: target.runId,
-      seq: first + i,
-      timestamp,
-      event_type: d.event_type,
-      data: d.data
-    }))
-    for (const event of events) {
-      const message = envelope(event)
-      thread.log.push(message)
-      thread.head = event.seq
-      io.to(threadId).emit("event", message)
-    }
-    return Promise.resolve(events)
-  },
+  threads,
+  newThread: () => ({ head: 0, log: [] }),
+  encode: envelope,
+  deliver: (threadId, _thread, message) => io.to(threadId).emit("event", message),
   hubStats: () => {
     let subscriptions = 0
     for (const id of threads.keys()) subscriptions += io.sockets.adapter.rooms.get(id)?.size ?? 0
-    return Promise.resolve({ connections, threads: threads.size, subscriptions })
+    return { connections, threads: threads.size, subscriptions }
   }
-}
+})
 
 const control = await startControl(target)
 const stop = () => {
