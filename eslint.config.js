@@ -8,6 +8,21 @@ import tseslint from "typescript-eslint"
  * and the table itself must have no cycle, so no two folders can import
  * each other, directly or round about.
  */
+/** What the HTTP-facing folders (http, agui) may use: every server folder below them. */
+const serving = [
+  "auth",
+  "config",
+  "database",
+  "domain",
+  "eventlog",
+  "gateway",
+  "llm",
+  "metrics",
+  "protocol",
+  "runs",
+  "threads"
+]
+
 const layers = {
   protocol: [],
   metrics: [],
@@ -22,34 +37,9 @@ const layers = {
   runs: ["auth", "config", "database", "domain", "eventlog", "llm", "metrics", "protocol", "threads"],
   builtin: ["config", "domain", "llm", "protocol", "runs", "threads"],
   gateway: ["auth", "config", "database", "domain", "eventlog", "metrics", "protocol", "runs", "threads"],
-  agui: [
-    "auth",
-    "config",
-    "database",
-    "domain",
-    "eventlog",
-    "gateway",
-    "llm",
-    "metrics",
-    "protocol",
-    "runs",
-    "threads"
-  ],
-  http: [
-    "agui",
-    "web",
-    "auth",
-    "config",
-    "database",
-    "domain",
-    "eventlog",
-    "gateway",
-    "llm",
-    "metrics",
-    "protocol",
-    "runs",
-    "threads"
-  ],
+  agui: serving,
+  // The HTTP server mounts AG-UI's routes and the page beside its own.
+  http: ["agui", "web", ...serving],
   client: ["protocol"],
   cli: ["client", "protocol"],
   // The web page: its browser app is built on the SDK (client) and the protocol's types, nothing else.
