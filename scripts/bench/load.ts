@@ -9,6 +9,7 @@
  * With `receiverControlPort` (the `nodes` workload on two nodes) the
  * clients are on one server and the events are published on another.
  */
+import { agent } from "./agentload.ts"
 import {
   BENCH_USER,
   type CpuTimes,
@@ -91,6 +92,9 @@ try {
       break
     case "nodes":
       await Workloads.nodes(env, spec)
+      break
+    case "agent":
+      await agent(env, spec)
       break
   }
   await gcDone()

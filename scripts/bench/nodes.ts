@@ -107,8 +107,8 @@ export class Nodes {
     return Promise.all([...this.databases].map((name) => this.drop(name)))
   }
 
-  /** The servers of `setup` on a fresh database, ready. */
-  async deploy(setup: NodesSetup): Promise<Deployment> {
+  /** The servers of `setup` on a fresh database, ready; `extra` adds to their environment. */
+  async deploy(setup: NodesSetup, extra: Readonly<Record<string, string>> = {}): Promise<Deployment> {
     const name = `bench_${randomBytes(8).toString("hex")}`
     await this.admin((client) => client.query(`CREATE DATABASE ${name}`))
     this.databases.add(name)
@@ -117,7 +117,8 @@ export class Nodes {
     const env = {
       BENCH_NODE_DATABASE_URL: url.toString(),
       BENCH_BROKER: setup === "one node" ? "memory" : setup,
-      BENCH_REDIS_URL: this.redisUrl
+      BENCH_REDIS_URL: this.redisUrl,
+      ...extra
     }
     const servers: Array<RunningServer> = []
     const stop = async () => {
@@ -135,6 +136,7 @@ export class Nodes {
     const publisher = servers[0]!
     const receiver = servers[1]
     return {
+      databaseUrl: url.toString(),
       servers,
       ports: {
         wsPort: (receiver ?? publisher).ready.wsPort,

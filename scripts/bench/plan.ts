@@ -95,6 +95,17 @@ export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
           fixedMs: quick ? 3_000 : 10_000,
           warmupMs: quick ? 300 : 1_000
         }
+      },
+      // Concurrent agent runs, each answering with 50 deltas a second (a model's pace) and a tool call, each
+      // thread watched by three connections; the levels rise until the p99 passes 50 ms.
+      agent: {
+        workload: "agent",
+        levels: (quick ? [50, 200] : [100, 250, 500, 1_000, 1_500, 2_000]).filter((n) => n * 3 <= maxConnections),
+        watchers: 3,
+        deltas: quick ? 300 : 600,
+        rate: 50,
+        warmupMs: quick ? 1_000 : 2_000,
+        p99LimitMs: 50
       }
     },
     deadlines: {
@@ -103,7 +114,8 @@ export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
       latency: 300_000,
       connect: 300_000,
       replay: 180_000,
-      nodes: 240_000
+      nodes: 240_000,
+      agent: 420_000
     }
   }
 }

@@ -52,6 +52,8 @@ export class Pool {
   readonly errors: Array<string> = []
   trackSeq = false
   onEvent: ((buf: Buffer, start: number, end: number) => void) | undefined
+  /** Every event frame with the client it came to (the agent workload tells its watchers apart). */
+  onClientEvent: ((client: Client, buf: Buffer, start: number, end: number) => void) | undefined
   private check: (() => void) | undefined
   private nextRef = 0
   private readonly acks = new Map<string, (reply: Record<string, any>) => void>()
@@ -77,6 +79,7 @@ export class Pool {
       if (client.lastSeq === client.wantSeq) this.caughtUp++
     }
     if (this.onEvent !== undefined) this.onEvent(buf, start, end)
+    if (this.onClientEvent !== undefined) this.onClientEvent(client, buf, start, end)
     if (this.check !== undefined) this.check()
   }
 

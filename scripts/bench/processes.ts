@@ -55,6 +55,8 @@ export interface Deployment {
   readonly ports: LoadPorts
   /** Other processes whose CPU is the run's own (the database's backends, Redis): their command lines. */
   readonly services?: RegExp
+  /** The PostgreSQL database the servers use, when it is a server's. */
+  readonly databaseUrl?: string
   /** Stops the servers and removes what they used. */
   readonly stop: () => Promise<void>
 }
@@ -149,9 +151,9 @@ export class Processes {
     }
   }
 
-  /** One server of `kind`, as the single-node workloads run it. */
-  async deploy(kind: ServerKind): Promise<Deployment> {
-    const server = await this.startServer(kind)
+  /** One server of `kind`, as the single-node workloads run it; `env` adds to its environment. */
+  async deploy(kind: ServerKind, env: Readonly<Record<string, string>> = {}): Promise<Deployment> {
+    const server = await this.startServer(kind, env)
     return {
       servers: [server],
       ports: {

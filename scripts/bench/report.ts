@@ -9,7 +9,7 @@ import { median, type NodesSetup } from "./common.ts"
 import type { Plan } from "./plan.ts"
 import type { LoadResult } from "./workloads.ts"
 
-export type WorkloadName = "memory" | "fanout" | "latency" | "connect" | "replay" | "nodes"
+export type WorkloadName = "memory" | "fanout" | "latency" | "connect" | "replay" | "nodes" | "agent"
 
 export interface Target {
   /** ratio: agent-chat / raw ws of the same trial; value: agent-chat's own figure. */

@@ -10,11 +10,14 @@
  *
  * The `nodes` workload is agent-chat alone, as one node and as two nodes on
  * each broker (nodes.ts), in a table of its own: two nodes / one node.
+ * The `agent` workload is agent-chat alone too (agent.ts): concurrent agent
+ * runs on the embedded database and on PostgreSQL, beside a plain `pg` script.
  */
 import { mkdirSync, writeFileSync } from "node:fs"
 import { availableParallelism } from "node:os"
 import { dirname, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import { type AgentSetup, agentSetups, agentTable, type AgentTrial, deployAgent } from "./agent.ts"
 import { type NodesSetup, type ServerKind, withDeadline } from "./common.ts"
 import { describeMachine, Machine, ticksSince } from "./machine.ts"
 import { Nodes } from "./nodes.ts"
@@ -36,7 +39,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..")
 const args = process.argv.slice(2)
 const flag = (name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1]
 const quick = args.includes("--quick")
-const ALL: ReadonlyArray<WorkloadName> = ["memory", "fanout", "latency", "connect", "replay", "nodes"]
+const ALL: ReadonlyArray<WorkloadName> = ["memory", "fanout", "latency", "connect", "replay", "nodes", "agent"]
 const ALIASES: Record<string, WorkloadName> = { setup: "connect", storm: "connect", reconnect: "connect" }
 const only = flag("only")?.split(",").map((w) => ALIASES[w] ?? w as WorkloadName)
 const unknown = only?.filter((w) => !ALL.includes(w)) ?? []
@@ -50,7 +53,7 @@ const out = resolve(root, flag("out") ?? "bench/results/latest.json")
 
 const cpus = availableParallelism()
 const processes = new Processes(root, cpus)
-const nodes = workloads.includes("nodes") ? new Nodes(processes) : undefined
+const nodes = workloads.includes("nodes") || workloads.includes("agent") ? new Nodes(processes) : undefined
 const machine = new Machine(processes.pinned, (quick ? 1 : 3) * 60_000)
 const limit = limits()
 const plan: Plan = planSpecs(quick, limit.maxConnections)
@@ -67,14 +70,16 @@ process.on("exit", () => processes.killAll())
 
 const started = Date.now()
 /** The nodes workload's time, on top of the others'. */
-const nodesMinutes = nodes === undefined ? 0 : quick ? 3 : 7
+const nodesMinutes = (workloads.includes("nodes") ? quick ? 3 : 7 : 0) +
+  (workloads.includes("agent") ? quick ? 3 : 10 : 0)
 const overallDeadline = started + ((quick ? 15 : 26) + nodesMinutes) * 60_000
 /** Disturbed runs are repeated only early enough that every trial still fits in the time limit. */
 const rerunsUntil = started + ((quick ? 6 : 14) + nodesMinutes / 2) * 60_000
 const results: Record<string, Array<TrialResults>> = Object.fromEntries(
-  workloads.filter((w) => w !== "nodes").map((w) => [w, []])
+  workloads.filter((w) => w !== "nodes" && w !== "agent").map((w) => [w, []])
 )
 const nodesResults: Array<NodesTrial> = []
+const agentResults: Array<AgentTrial> = []
 log(`bench: ${quick ? "quick, " : ""}${trials} trial(s) of ${workloads.join(", ")}; ${notes.join("; ") || "pinned"}`)
 const nodesProbe = nodes === undefined ? { setups: [], skipped: [] } : await nodes.probe()
 for (const line of nodesProbe.skipped) {
@@ -87,13 +92,14 @@ const CONTENDED = 0.25
 const QUIET = 0.1
 
 /** What stored the events, by server kind, and by setup of the nodes workload. */
-const stores: Partial<Record<ServerKind | NodesSetup, string>> = {}
+const stores: Partial<Record<string, string>> = {}
 
 /** `label` names the server kind or the setup, in notes. */
 const runOnce = async (
   label: string,
   deploy: () => Promise<Deployment>,
-  workload: WorkloadName
+  workload: WorkloadName,
+  specFor: (deployment: Deployment) => unknown = () => plan.specs[workload]
 ): Promise<RunResult> => {
   let deployment: Deployment
   try {
@@ -105,7 +111,7 @@ const runOnce = async (
   try {
     const serverTicks = ticksSince(servers.map((server) => server.child.pid), deployment.services)
     const window = machine.window()
-    const result = await processes.runLoad(deployment.ports, plan.specs[workload], plan.deadlines[workload])
+    const result = await processes.runLoad(deployment.ports, specFor(deployment), plan.deadlines[workload])
     const loadTicks = Number(result.details.cpu_total_us ?? 0) / 1e4
     const contention = window.end(serverTicks() + loadTicks)
     result.details.contention = contention
@@ -131,31 +137,46 @@ const foreignOf = (result: RunResult) =>
  * Runs once on quiet cores; a run that other processes disturbed anyway is run once more while the time for
  * re-runs lasts, and the quieter kept.
  */
-const runOne = async (label: string, deploy: () => Promise<Deployment>, workload: WorkloadName) => {
+const runOne = async (
+  label: string,
+  deploy: () => Promise<Deployment>,
+  workload: WorkloadName,
+  specFor?: (deployment: Deployment) => unknown
+) => {
   const busy = await machine.waitQuiet(QUIET, 20_000)
   if (busy >= QUIET) log(`    other processes use ${busy.toFixed(2)} of a core; running anyway`)
-  const first = await runOnce(label, deploy, workload)
+  const first = await runOnce(label, deploy, workload, specFor)
   if (foreignOf(first) <= CONTENDED || Date.now() > rerunsUntil) return first
   log(`    disturbed by other processes (${foreignOf(first).toFixed(2)} of a core); running again`)
   await machine.waitQuiet(QUIET, 20_000)
-  const second = await runOnce(label, deploy, workload)
+  const second = await runOnce(label, deploy, workload, specFor)
   return foreignOf(second) < foreignOf(first) ? second : first
 }
 
 /** Runs it, and logs a line of its figures (for the nodes workload: deliveries and latencies). */
 const runLogged = async (
   trial: number,
-  label: ServerKind | NodesSetup,
+  label: ServerKind | NodesSetup | string,
   deploy: () => Promise<Deployment>,
-  workload: WorkloadName
+  workload: WorkloadName,
+  specFor?: (deployment: Deployment) => unknown
 ) => {
   const t0 = Date.now()
-  const result = await runOne(label, async () => {
-    const deployment = await deploy()
-    stores[label] = deployment.servers[0]!.ready.store
-    return deployment
-  }, workload)
-  const shown = workload === "nodes" ? /_dps$|^p50_ms$|^p99_ms$|^max_ms$/ : /./
+  const result = await runOne(
+    label,
+    async () => {
+      const deployment = await deploy()
+      stores[label] = deployment.servers[0]!.ready.store
+      return deployment
+    },
+    workload,
+    specFor
+  )
+  const shown = workload === "nodes"
+    ? /_dps$|^p50_ms$|^p99_ms$|^max_ms$/
+    : workload === "agent"
+    ? /^runs_held$|^held_|^top_events_s$|^plain_rows_s$/
+    : /./
   const summary = "error" in result
     ? `ERROR ${result.error.split("\n")[0]}`
     : Object.entries(result.metrics).filter(([k]) => !k.endsWith("load_cpu") && shown.test(k)).slice(0, 6)
@@ -174,6 +195,28 @@ const nodesTrial = async (trial: number) => {
   nodesResults.push({ trial, order, runs })
 }
 
+/** One trial of the agent workload: each setup in turn (PostgreSQL's only with a PostgreSQL to create databases on). */
+const agentSetupList: ReadonlyArray<AgentSetup> = agentSetups(nodesProbe.setups.length > 0)
+const agentTrial = async (trial: number) => {
+  if (nodes === undefined) return
+  const runs: AgentTrial["runs"] = {}
+  const order = trial % 2 === 1 ? agentSetupList : [...agentSetupList].reverse()
+  for (const setup of order) {
+    runs[setup.label] = await runLogged(
+      trial,
+      setup.label,
+      () => deployAgent(processes, nodes, setup),
+      "agent",
+      (deployment) =>
+        deployment.databaseUrl === undefined ? plan.specs.agent : {
+          ...plan.specs.agent,
+          plain: { url: deployment.databaseUrl, ms: quick ? 3_000 : 10_000, batch: 500, concurrency: 4 }
+        }
+    )
+  }
+  agentResults.push({ trial, runs })
+}
+
 /** The servers of every workload but `nodes`, in the order of odd trials (reversed in even ones). */
 const SERVERS: ReadonlyArray<ServerKind> = ["baseline", "agent-chat", "socketio"]
 
@@ -186,6 +229,10 @@ for (let trial = 1; trial <= trials; trial++) {
     }
     if (workload === "nodes") {
       await nodesTrial(trial)
+      continue
+    }
+    if (workload === "agent") {
+      await agentTrial(trial)
       continue
     }
     const order = trial % 2 === 1 ? SERVERS : [...SERVERS].reverse()
@@ -201,8 +248,8 @@ for (let trial = 1; trial <= trials; trial++) {
 }
 
 const defs = metricDefs(plan)
-const rows = defs.filter((d) => d.workload !== "nodes" && workloads.includes(d.workload)).map((d) =>
-  summarise(d, results[d.workload] ?? [])
+const rows = defs.filter((d) => d.workload !== "nodes" && d.workload !== "agent" && workloads.includes(d.workload)).map(
+  (d) => summarise(d, results[d.workload] ?? [])
 )
 const nodesTableRows = nodesRows(defs, nodesResults)
 const runNotes = (workload: string, trial: number, label: string, result: RunResult | undefined) => {
@@ -219,6 +266,9 @@ for (const [workload, entries] of Object.entries(results)) {
 }
 for (const entry of nodesResults) {
   for (const setup of entry.order) runNotes("nodes", entry.trial, setup, entry.runs[setup])
+}
+for (const entry of agentResults) {
+  for (const [label, result] of Object.entries(entry.runs)) runNotes("agent", entry.trial, label, result)
 }
 
 const host = describeMachine()
@@ -243,10 +293,21 @@ const nodesCaption = [
   `${trials} trial(s)${quick ? " (quick sizes)" : ""}, setups alternating; median [min–max] over trials; ` +
   "ratio = two nodes / one node of the same trial."
 ].join("\n")
+const agentCaption = [
+  "The agent's workload: agent-chat alone, N concurrent runs of a fake model streaming 50 deltas a second " +
+  `each (${plan.specs.agent.deltas} deltas, a calculator call halfway), each thread watched by ` +
+  `${plan.specs.agent.watchers} connections; latency from the model's chunk to the client's frame, over every ` +
+  "chunk at every watcher once every run streams. Events are stored before they are delivered. " +
+  "Plain pg: the same rows inserted in batches of 500 by 4 connections into a copy of the events table.",
+  machineLine +
+  `${processes.pinned ? "server on core 0, load generator on core 1" : "not pinned"}; PostgreSQL unpinned.`
+].join("\n")
+const agentText = agentResults.length > 0 ? agentTable(agentResults, plan.specs.agent.p99LimitMs) : ""
 const text = table(rows)
 const nodesText = nodesTableRows.length > 0 && nodesResults.length > 0 ? nodesTable(nodesTableRows) : ""
 if (rows.length > 0) console.log(`\n${caption}\n\n${text}\n`)
 if (nodesText !== "") console.log(`\n${nodesCaption}\n\n${nodesText}\n`)
+if (agentText !== "") console.log(`\n${agentCaption}\n\n${agentText}\n`)
 if (notes.length > 0) console.log(`Notes:\n\n${notes.map((n) => `- ${n}`).join("\n")}\n`)
 mkdirSync(dirname(out), { recursive: true })
 writeFileSync(
@@ -268,7 +329,10 @@ writeFileSync(
       caption,
       table: text,
       trials_raw: results,
-      ...(nodes === undefined ? {} : {
+      ...(agentResults.length === 0 ? {} : {
+        agent: { setups: agentSetupList, caption: agentCaption, table: agentText, trials_raw: agentResults }
+      }),
+      ...(nodes === undefined || !workloads.includes("nodes") ? {} : {
         nodes: {
           setups: nodesProbe.setups,
           skipped: nodesProbe.skipped,

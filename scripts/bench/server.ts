@@ -37,6 +37,7 @@ import type { EventDraft } from "../../src/protocol/Events.ts"
 import { Threads } from "../../src/threads/Threads.ts"
 import { BENCH_USER } from "./common.ts"
 import { type BenchTarget, startControl } from "./control.ts"
+import { StreamModelLive } from "./streamModel.ts"
 
 const overrides: Partial<AppConfigShape> = {
   host: "127.0.0.1",
@@ -47,7 +48,9 @@ const overrides: Partial<AppConfigShape> = {
   databasePoolSize: 8,
   // The runs the control channel stores events in are started here, not by the supervisor, so nothing
   // renews their leases: a lease longer than any bench keeps the sweep from ending them mid-measurement.
-  runLease: Duration.hours(24)
+  runLease: Duration.hours(24),
+  // The agent workload's setting under test (DELTA_COALESCE_MS); off otherwise.
+  deltaCoalesce: Duration.millis(Number(process.env.BENCH_DELTA_COALESCE_MS ?? 0))
 }
 const config = makeTestConfig(overrides)
 
@@ -80,7 +83,8 @@ const graph = serverGraph({
     clockSkew: config.jwtClockSkew,
     requireExpiry: false
   }),
-  model: BuiltinModelLive,
+  // The agent workload's runs stream from the paced fake model; the others start no run through the supervisor.
+  model: process.env.BENCH_MODEL === "stream" ? StreamModelLive : BuiltinModelLive,
   tools: BuiltinToolsLive
 })
 

@@ -4,6 +4,7 @@
  * Each returns flat metrics (null when a figure could not be measured or
  * the load generator saturated its core), notes, and details for the JSON.
  */
+import type { AgentSpec } from "./agentload.ts"
 import {
   cpuMicros,
   type CpuTimes,
@@ -68,6 +69,9 @@ export type LoadSpec =
     readonly fanout: Omit<FanoutSpec, "workload" | "store">
     readonly latency: Omit<FixedLatencySpec, "store">
   }
+  | AgentSpec
+
+export type { AgentSpec }
 
 export type Metrics = Record<string, number | null>
 

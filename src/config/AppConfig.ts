@@ -54,6 +54,8 @@ export interface AppConfigShape {
   /** How long a run stays owned by its process without a renewal; past it, any process may end the run. */
   readonly runLease: Duration.Duration
   readonly maxAgentSteps: number
+  /** Consecutive deltas of a run that arrive within this are one event (zero: every delta its own event). */
+  readonly deltaCoalesce: Duration.Duration
   readonly llm: LlmConfig
   /** How stored events reach the other nodes: `memory` (one node), `redis` (REDIS_URL) or `postgres`. */
   readonly broker: BrokerKind
@@ -163,6 +165,7 @@ export const defaults = {
   runTimeout: Duration.minutes(2),
   runLease: Duration.seconds(15),
   maxAgentSteps: 8,
+  deltaCoalesce: Duration.zero,
   llm: {
     provider: Option.none(),
     baseUrl: Option.none(),

@@ -171,6 +171,10 @@ export const appConfig: Config.Config<AppConfigShape> = Config.all({
   runTimeout: millis("RUN_TIMEOUT_MS", defaults.runTimeout, "longest an agent run may take"),
   runLease: millis("RUN_LEASE_MS", defaults.runLease, "a run not renewed by its process for this long is ended"),
   maxAgentSteps: positiveInt("AGENT_MAX_STEPS", defaults.maxAgentSteps, "model calls per run before it stops"),
+  deltaCoalesce: Config.map(
+    between("DELTA_COALESCE_MS", 0, 1000, Duration.toMillis(defaults.deltaCoalesce), "deltas within it are one event"),
+    Duration.millis
+  ),
   llm: llmConfig,
   broker: Config.literal("memory", "redis", "postgres")("BROKER").pipe(
     Config.withDefault(defaults.broker),

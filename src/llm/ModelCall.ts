@@ -141,6 +141,52 @@ const rateLimitSchedule = (
     Schedule.intersect(Schedule.recurs(policy.attempts))
   )
 
+/**
+ * Reads the stream at once, whatever its consumer is doing, into a buffer the consumer takes in chunks
+ * (every part that came since its last pull: a consumer that stores parts in groups gets them grouped),
+ * and fails it once it has sent nothing for `idle`, before its first part or between two. One timer per
+ * quiet spell: `Stream.timeoutFail` arms one per part, and `Stream.interruptWhen` races every pull (about
+ * 24 and 40 µs a part, measured; at 50,000 parts a second, a whole core). A part costs about 3 µs here.
+ */
+const readEagerly =
+  <E2>(idle: Duration.Duration, onQuiet: () => E2) =>
+  <A, E, R>(stream: Stream.Stream<A, E, R>): Stream.Stream<A, E | E2, R> =>
+    Stream.unwrap(Effect.map(Effect.clock, (clock) =>
+      Stream.asyncPush<A, E | E2, R>((emit) => {
+        const idleMs = Duration.toMillis(idle)
+        let last = clock.unsafeCurrentTimeMillis()
+        let done = false
+        const watch: Effect.Effect<void> = Effect.suspend(() => {
+          if (done) return Effect.void
+          const left = last + idleMs - clock.unsafeCurrentTimeMillis()
+          if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watch)
+          done = true
+          return Effect.sync(() => emit.fail(onQuiet()))
+        })
+        return Effect.zipRight(
+          Effect.forkScoped(watch),
+          stream.pipe(
+            Stream.runForEach((a) =>
+              Effect.sync(() => {
+                last = clock.unsafeCurrentTimeMillis()
+                emit.single(a)
+              })
+            ),
+            Effect.matchCause({
+              onSuccess: () => {
+                done = true
+                emit.end()
+              },
+              onFailure: (cause) => {
+                done = true
+                emit.halt(cause)
+              }
+            }),
+            Effect.forkScoped
+          )
+        )
+      }, { bufferSize: "unbounded" })))
+
 export const makeModelCall = Effect.gen(function*() {
   const model = yield* LanguageModel.LanguageModel
   const info = yield* ModelInfo
@@ -174,7 +220,6 @@ export const makeModelCall = Effect.gen(function*() {
           return Effect.succeed(part)
         }),
         Stream.concat(Stream.suspend(() => ended ? Stream.empty : Stream.fail(new StreamFailure({})))),
-        Stream.timeoutFail(() => new ModelFailure({ kind: "timeout", message: timeoutText }), llm.requestTimeout),
         Stream.tap((part) => {
           const effects: Array<Effect.Effect<void>> = []
           if (first) {
@@ -196,6 +241,9 @@ export const makeModelCall = Effect.gen(function*() {
           }
           return Effect.all(effects, { discard: true })
         }),
+        // From here on a chunk holds every part that came while its consumer was busy (nothing below re-chunks:
+        // a `Stream.tap` or `Stream.mapEffect` would hand them on one by one).
+        readEagerly(llm.requestTimeout, () => new ModelFailure({ kind: "timeout", message: timeoutText })),
         Stream.tapError((error) =>
           count(error instanceof ModelFailure ? "timeout" : statusOf(error) === 429 ? "rate_limited" : "failed")
         ),
@@ -249,7 +297,10 @@ export const makeModelCall = Effect.gen(function*() {
       const unknown = unannounced(turn)
       return attempt(turn, () => streamed = true).pipe(
         Stream.retry(rateLimitSchedule(llm.rateLimitRetry, () => !streamed)),
-        Stream.tap((part) => Effect.sync(() => unknown.track(part))),
+        Stream.map((part) => {
+          unknown.track(part)
+          return part
+        }),
         Stream.catchAll((error) =>
           Option.match(unknown.recover(error), {
             onNone: () => Stream.fail(error),

@@ -4,9 +4,18 @@
  * the tools it calls through the dispatcher, and ask again with the results,
  * until it answers without calling a tool. Every event goes through the
  * event log, which refuses what breaks the run lifecycle.
+ *
+ * The model's parts that arrive while the run's last events are being
+ * stored wait together and are stored in one append, so a run keeps up
+ * with its model whatever an append costs, and a delta waits for at most
+ * one append before its own. With `DELTA_COALESCE_MS` set, consecutive
+ * deltas of one kind in such a group are one event (the text concatenated,
+ * unchanged), and after each append the run waits that long, so deltas
+ * that arrive within it are one event: fewer, larger events to store and
+ * deliver. Off (0), every delta of the model is an event of its own.
  */
-import { Prompt } from "@effect/ai"
-import { Clock, Data, Duration, Effect, Stream } from "effect"
+import { Prompt, type Response } from "@effect/ai"
+import { Chunk, Clock, Data, Duration, Effect, Either, Stream } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { makeModelCall } from "../llm/ModelCall.ts"
@@ -39,6 +48,43 @@ export interface RunResult {
   readonly usage?: Usage
 }
 
+/**
+ * How much one append may carry: a part counts 1, and its text 4 more per KiB, so a run that falls behind
+ * catches up in appends of at most about 256 small deltas or 64 KiB of text (one larger part goes alone).
+ */
+const APPEND_COST = 256
+const KIB = 1024
+
+type Item = Either.Either<Response.StreamPart<any>, RunFailure>
+
+const costOf = (item: Item) => {
+  if (Either.isLeft(item)) return 1
+  const part = item.right
+  return part.type === "text-delta" || part.type === "reasoning-delta" ? 1 + part.delta.length / KIB * 4 : 1
+}
+
+/**
+ * A chunk of the model's parts (all that came while the last group was stored: ModelCall reads the model
+ * at once) cut into groups of at most APPEND_COST, each stored in one append.
+ */
+const groupsOf = (chunk: Chunk.Chunk<Item>): Array<Array<Item>> => {
+  const groups: Array<Array<Item>> = []
+  let group: Array<Item> = []
+  let cost = 0
+  for (const item of chunk) {
+    const itemCost = costOf(item)
+    if (group.length > 0 && cost + itemCost > APPEND_COST) {
+      groups.push(group)
+      group = []
+      cost = 0
+    }
+    group.push(item)
+    cost += itemCost
+  }
+  if (group.length > 0) groups.push(group)
+  return groups
+}
+
 const SYSTEM_PROMPT = "You are a helpful assistant in a chat thread. Use the tools when they help; answer concisely." +
   " When several people write in the thread, each of their messages starts with the author's name and a colon."
 
@@ -48,6 +94,8 @@ export const makeRunLoop = Effect.gen(function*() {
   const history = yield* makeHistory
   const eventLog = yield* EventLog
   const config = yield* AppConfig
+
+  const coalescing = Duration.toMillis(config.deltaCoalesce) > 0
 
   const run = (context: RunContext): Effect.Effect<RunResult, RunFailure> => {
     const emit = (event: EventDraft) => Effect.asVoid(eventLog.append(context.threadId, [event]))
@@ -70,6 +118,72 @@ export const makeRunLoop = Effect.gen(function*() {
           if (metadata !== undefined) { for (const [k, v] of Object.entries(metadata)) block.options[k] = v }
           thoughts.set(id, block)
         }
+        /** Adds a delta's event to the drafts of this append: to the last one, when coalescing and of its kind. */
+        const delta = (drafts: Array<EventDraft>, next: EventDraft) => {
+          const last = drafts[drafts.length - 1]
+          if (coalescing && last !== undefined && last.event_type === next.event_type) {
+            if (last.event_type === "agent_response_delta" && next.event_type === "agent_response_delta") {
+              drafts[drafts.length - 1] = draft(last.event_type, last.run_id, {
+                delta: last.data.delta + next.data.delta
+              })
+              return
+            }
+            if (last.event_type === "agent_thinking" && next.event_type === "agent_thinking") {
+              drafts[drafts.length - 1] = draft(last.event_type, last.run_id, { text: last.data.text + next.data.text })
+              return
+            }
+          }
+          drafts.push(next)
+        }
+        /** The events of a group of parts, in one append; a failure of the stream after them, once they are stored. */
+        const store = (parts: ReadonlyArray<Item>) =>
+          Effect.gen(function*() {
+            const drafts: Array<EventDraft> = []
+            let failure: RunFailure | undefined
+            let finished = false
+            for (const item of parts) {
+              if (Either.isLeft(item)) {
+                failure = item.left
+                break
+              }
+              const part = item.right
+              switch (part.type) {
+                case "reasoning-start":
+                case "reasoning-end":
+                  thought(part.id, "", part.metadata)
+                  break
+                case "reasoning-delta":
+                  thought(part.id, part.delta, part.metadata)
+                  if (part.delta.length > 0) delta(drafts, draft("agent_thinking", context.runId, { text: part.delta }))
+                  break
+                case "text-delta":
+                  if (part.delta.length === 0) break
+                  text += part.delta
+                  delta(drafts, draft("agent_response_delta", context.runId, { delta: part.delta }))
+                  break
+                case "tool-call":
+                  if (part.providerExecuted !== true) calls.push({ id: part.id, name: part.name, input: part.params })
+                  break
+                // The model call fails a stream with an `error` part, or one that ends unfinished.
+                case "finish": {
+                  finished = true
+                  const { inputTokens, outputTokens } = part.usage
+                  if (inputTokens !== undefined || outputTokens !== undefined) {
+                    usage = {
+                      input_tokens: (usage?.input_tokens ?? 0) + (inputTokens ?? 0),
+                      output_tokens: (usage?.output_tokens ?? 0) + (outputTokens ?? 0)
+                    }
+                  }
+                  break
+                }
+                default:
+                  break
+              }
+            }
+            if (drafts.length > 0) yield* eventLog.append(context.threadId, drafts)
+            if (failure !== undefined) return yield* failure
+            if (coalescing && drafts.length > 0 && !finished) yield* Effect.sleep(config.deltaCoalesce)
+          })
         yield* modelCall.stream({ prompt: Prompt.make(messages), toolkit: dispatcher.toolkit }).pipe(
           Stream.mapError((failure) =>
             new RunFailure({
@@ -77,39 +191,9 @@ export const makeRunLoop = Effect.gen(function*() {
               message: failure.message
             })
           ),
-          Stream.runForEach((part): Effect.Effect<void, RunFailure | EmitError> => {
-            switch (part.type) {
-              case "reasoning-start":
-              case "reasoning-end":
-                thought(part.id, "", part.metadata)
-                return Effect.void
-              case "reasoning-delta":
-                thought(part.id, part.delta, part.metadata)
-                return part.delta.length === 0
-                  ? Effect.void
-                  : emit(draft("agent_thinking", context.runId, { text: part.delta }))
-              case "text-delta":
-                if (part.delta.length === 0) return Effect.void
-                text += part.delta
-                return emit(draft("agent_response_delta", context.runId, { delta: part.delta }))
-              case "tool-call":
-                if (part.providerExecuted !== true) calls.push({ id: part.id, name: part.name, input: part.params })
-                return Effect.void
-              // The model call fails a stream with an `error` part, or one that ends unfinished.
-              case "finish": {
-                const { inputTokens, outputTokens } = part.usage
-                if (inputTokens !== undefined || outputTokens !== undefined) {
-                  usage = {
-                    input_tokens: (usage?.input_tokens ?? 0) + (inputTokens ?? 0),
-                    output_tokens: (usage?.output_tokens ?? 0) + (outputTokens ?? 0)
-                  }
-                }
-                return Effect.void
-              }
-              default:
-                return Effect.void
-            }
-          })
+          // A failure as the last item, so the parts before it are stored before the run fails with it.
+          Stream.either,
+          Stream.runForEachChunk((chunk) => Effect.forEach(groupsOf(chunk), store, { discard: true }))
         )
         response += text
         if (calls.length === 0) {
@@ -178,5 +262,3 @@ export const makeRunLoop = Effect.gen(function*() {
 
   return { run } as const
 })
-
-type EmitError = Effect.Effect.Error<ReturnType<EventLog["Type"]["append"]>>

@@ -187,4 +187,16 @@ describe("the broker settings", () => {
       expect(yield* read({ PRESENCE_TTL_MS: "0" })).toMatch(/PRESENCE_TTL_MS/)
       expect(yield* read({ BROKER_POLL_MS: "soon" })).toMatch(/BROKER_POLL_MS/)
     }))
+
+  it.effect("DELTA_COALESCE_MS: off (0) by default, 0 to 1000 ms", () =>
+    Effect.gen(function*() {
+      const defaults = yield* read({})
+      if (typeof defaults === "string") throw new Error(defaults)
+      expect(Duration.toMillis(defaults.deltaCoalesce)).toBe(0)
+      const set = yield* read({ DELTA_COALESCE_MS: "20" })
+      if (typeof set === "string") throw new Error(set)
+      expect(Duration.toMillis(set.deltaCoalesce)).toBe(20)
+      expect(yield* read({ DELTA_COALESCE_MS: "-1" })).toMatch(/DELTA_COALESCE_MS/)
+      expect(yield* read({ DELTA_COALESCE_MS: "5000" })).toMatch(/DELTA_COALESCE_MS/)
+    }))
 })
