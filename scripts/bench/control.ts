@@ -5,7 +5,9 @@
  * (burst in chunks, or open loop at a fixed rate) and the same statistics.
  */
 import { randomUUID } from "node:crypto"
+import { writeFileSync } from "node:fs"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import { Session } from "node:inspector"
 import type { AddressInfo } from "node:net"
 import { constants, PerformanceObserver } from "node:perf_hooks"
 import { setImmediate as yieldToLoop } from "node:timers/promises"
@@ -223,7 +225,36 @@ export const startControl = async (target: BenchTarget) => {
     return { cpu, memory: process.memoryUsage(), hub: await target.hubStats() }
   }
 
+  /**
+   * Where the server allocates, for profiling by hand: POST /heap-profile/start samples every allocation
+   * (those the GC collected since included), POST /heap-profile/stop writes the sampling profile to the
+   * file `path` of the body (open it in Chrome's DevTools, Memory tab). Not used by the workloads.
+   */
+  let inspector: Session | undefined
+  const post = (method: string, params: object = {}) =>
+    new Promise<any>((resolve, reject) =>
+      inspector!.post(method, params, (error, result) => error ? reject(error) : resolve(result))
+    )
+  const heapProfile = async (action: string, body: any) => {
+    if (action === "start") {
+      inspector ??= new Session()
+      inspector.connect()
+      await post("HeapProfiler.enable")
+      await post("HeapProfiler.startSampling", {
+        samplingInterval: 16_384,
+        includeObjectsCollectedByMajorGC: true,
+        includeObjectsCollectedByMinorGC: true
+      })
+      return { started: true }
+    }
+    const { profile } = await post("HeapProfiler.stopSampling")
+    writeFileSync(String(body.path), JSON.stringify(profile))
+    inspector?.disconnect()
+    return { written: String(body.path) }
+  }
+
   const route = async (method: string, path: string, body: any): Promise<unknown> => {
+    if (method === "POST" && path.startsWith("/heap-profile/")) return heapProfile(path.slice(14), body)
     if (method === "GET" && path === "/stats") return stats()
     if (method === "GET" && path === "/cpu") return process.cpuUsage()
     if (method === "GET" && path === "/gc-totals") return gcTotals()
