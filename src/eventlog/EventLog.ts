@@ -130,6 +130,12 @@ export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
     body: Effect.Effect<A, E, R>,
     onCommit?: (a: A) => Effect.Effect<void>
   ) => Effect.Effect<A, E | DatabaseError, R>
+  /**
+   * Stores drafts as the thread's next events, if the run lifecycle allows every one of them, else none.
+   * Inside a transaction it joins it; outside one it is group-committed (see above). A caller interrupted
+   * while it waits only stops waiting: its events are stored all the same unless the committer had not
+   * reached them yet.
+   */
   readonly append: (
     threadId: string,
     drafts: ReadonlyArray<EventDraft>
