@@ -3,7 +3,9 @@
  * are stored in fewer transactions than appends, each thread's with
  * consecutive seqs in the order they were made, published once each; a
  * refused append of a batch fails alone, a failed batch fails all its
- * appends, and an append inside a caller's transaction still joins it.
+ * appends, a caller interrupted while it waits drops its append if the
+ * committer has not reached it, and an append inside a caller's
+ * transaction still joins it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Duration, Effect, Fiber, FiberStatus, Layer, Option, Queue } from "effect"
@@ -80,7 +82,7 @@ const world = Effect.gen(function*() {
       afterTransaction = then
       const fibers = yield* Effect.forEach(appends, (append) => Effect.fork(append))
       // A fiber suspended in an append is waiting for its answer: it has queued its events.
-      while (!(yield* Effect.forEach(fibers, Fiber.status)).every(FiberStatus.isSuspended)) yield* Effect.yieldNow()
+      while ((yield* Effect.forEach(fibers, Fiber.status)).some(FiberStatus.isRunning)) yield* Effect.yieldNow()
       yield* Deferred.succeed(open, undefined)
       yield* held.await
       return yield* Fiber.joinAll(fibers)
@@ -256,6 +258,30 @@ describe("the group commit of appends", () => {
       // Nothing of it was kept, its seqs included.
       yield* first.append(threads[1]!, [thinking(runs[0]!, "after")])
       expect(memory.events(threads[1]!).map((e) => e.seq)).toEqual([1, 2])
+    }))
+
+  it.scoped("drops the append of a caller interrupted before the committer reached it, and goes on", () =>
+    Effect.gen(function*() {
+      const { first, holding, memory } = yield* world
+      const [held, threadId] = [0, 1].map((n) => thread(memory, n)) as [string, string]
+      const run = yield* start(first, threadId)
+
+      const interrupted = Effect.gen(function*() {
+        const fiber = yield* Effect.fork(first.append(threadId, [thinking(run, "b")]))
+        while (!FiberStatus.isSuspended(yield* Fiber.status(fiber))) yield* Effect.yieldNow()
+        yield* Fiber.interrupt(fiber)
+        return "interrupted"
+      })
+      const outcomes = yield* holding(first, held, [
+        reason(first.append(threadId, [thinking(run, "a")])),
+        interrupted,
+        reason(first.append(threadId, [thinking(run, "c")]))
+      ])
+
+      expect(outcomes).toEqual(["stored", "interrupted", "stored"])
+      expect(yield* reason(first.append(threadId, [thinking(run, "d")]))).toBe("stored")
+      expect(memory.events(threadId).map((e) => [e.seq, (e.data as { text?: string }).text]))
+        .toEqual([[1, undefined], [2, "a"], [3, "c"], [4, "d"]])
     }))
 
   it.scoped("joins the caller's transaction with an append made inside it, rolled back with it", () =>
