@@ -2,17 +2,23 @@
  * The group commit of appends, on the in-memory store: appends made at once
  * are stored in fewer transactions than appends, each thread's with
  * consecutive seqs in the order they were made, published once each; a
- * refused append of a batch fails alone, a failed batch fails all its
- * appends, a caller interrupted while it waits drops its append if the
- * committer has not reached it, and an append inside a caller's
- * transaction still joins it.
+ * refused append of a batch fails alone, a batch is capped, a failed batch
+ * fails all its appends, a caller interrupted while it waits drops its
+ * append if the committer has not reached it, and an append inside a
+ * caller's transaction still joins it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Duration, Effect, Fiber, FiberStatus, Layer, Option, Queue } from "effect"
 import { AppConfigTest } from "../../src/config/AppConfig.ts"
 import { inTransaction } from "../../src/database/Transaction.ts"
 import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
-import { EventLog, EventLogLive, type LifecycleError } from "../../src/eventlog/EventLog.ts"
+import {
+  EventLog,
+  EventLogLive,
+  type LifecycleError,
+  MAX_BATCH_APPENDS,
+  MAX_BATCH_EVENTS
+} from "../../src/eventlog/EventLog.ts"
 import { EventStore } from "../../src/eventlog/EventStore.ts"
 import { makeMemoryStore, type MemoryStore } from "../../src/eventlog/MemoryEventStore.ts"
 import { RunErrorCode } from "../../src/protocol/Codes.ts"
@@ -259,6 +265,35 @@ describe("the group commit of appends", () => {
       yield* first.append(threads[1]!, [thinking(runs[0]!, "after")])
       expect(memory.events(threads[1]!).map((e) => e.seq)).toEqual([1, 2])
     }))
+
+  it.scoped(
+    "caps a batch by its appends and by its events, the rest waiting for the next batch",
+    () =>
+      Effect.gen(function*() {
+        const { counts, first, holding, memory } = yield* world
+        const [held, threadId] = [0, 1].map((n) => thread(memory, n)) as [string, string]
+        const run = yield* start(first, threadId)
+        counts.transactions = 0
+
+        const many = Array.from(
+          { length: MAX_BATCH_APPENDS + 1 },
+          (_, i) => first.append(threadId, [thinking(run, `${i}`)])
+        )
+        yield* holding(first, held, many)
+        // The held batch, a full one, and the one append left over.
+        expect(counts.transactions).toBe(3)
+
+        const large = Math.floor(MAX_BATCH_EVENTS / 2) + 1
+        const big = (text: string) => Array.from({ length: large }, () => thinking(run, text))
+        yield* holding(first, held, [first.append(threadId, big("x")), first.append(threadId, big("y"))])
+        expect(counts.transactions).toBe(6)
+
+        const events = memory.events(threadId)
+        expect(events.map((e) => e.seq)).toEqual(Array.from({ length: events.length }, (_, i) => i + 1))
+        expect(events.length).toBe(1 + MAX_BATCH_APPENDS + 1 + 2 * large)
+      }),
+    { timeout: 30_000 }
+  )
 
   it.scoped("drops the append of a caller interrupted before the committer reached it, and goes on", () =>
     Effect.gen(function*() {
