@@ -4,16 +4,19 @@
  * TEST_DATABASE_URL; on the embedded database, one pool, when it is unset)
  * append at once to the same threads, in opposite orders, so their batches
  * lock overlapping sets of threads. No batch deadlocks (PostgreSQL would
- * abort one with an error), every append is stored, and each thread's seqs
- * run from 1 without a gap, each process's events in the order it made them.
+ * abort one with an error), every append is stored, in fewer transactions
+ * than appends, and each thread's seqs run from 1 without a gap, each
+ * process's events in the order it made them.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { expect, it } from "@effect/vitest"
 import { type Context, Effect, Layer, Option } from "effect"
 import { freshPostgres } from "../../layers/Test.ts"
 import { AppConfigTest } from "../../src/config/AppConfig.ts"
+import { inTransaction } from "../../src/database/Transaction.ts"
 import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
 import { EventLog, EventLogLive } from "../../src/eventlog/EventLog.ts"
+import { EventStore } from "../../src/eventlog/EventStore.ts"
 import { SqlEventStoreLive } from "../../src/eventlog/SqlEventStore.ts"
 import { draft, type StoredEvent } from "../../src/protocol/Events.ts"
 import { Threads } from "../../src/threads/Threads.ts"
@@ -32,10 +35,25 @@ const pools = Option.match(testDatabaseUrl, {
     })
 })
 
+/** The SQL store, its outermost transactions counted into `counts` (a spy: every query reaches the database). */
+const counted = (counts: { transactions: number }) =>
+  Layer.effect(
+    EventStore,
+    Effect.map(EventStore, (store) => ({
+      ...store,
+      transaction: <A, E, R>(body: Effect.Effect<A, E, R>, onCommit?: (a: A) => Effect.Effect<void>) =>
+        Effect.flatMap(inTransaction, (nested) =>
+          Effect.suspend(() => {
+            if (!nested) counts.transactions++
+            return store.transaction(body, onCommit)
+          }))
+    }))
+  ).pipe(Layer.provide(SqlEventStoreLive))
+
 /** One process on a pool: its own event log (its own committer and owner id). */
-const process = (pool: Context.Context<SqlClient.SqlClient>) =>
+const process = (pool: Context.Context<SqlClient.SqlClient>, counts = { transactions: 0 }) =>
   Layer.build(
-    Layer.mergeAll(EventLogLive.pipe(Layer.provide(SqlEventStoreLive)), Threads.Default).pipe(
+    Layer.mergeAll(EventLogLive.pipe(Layer.provide(counted(counts))), Threads.Default).pipe(
       Layer.provide(Layer.mergeAll(Layer.succeedContext(pool), BrokerInProcess, AppConfigTest()))
     )
   )
@@ -50,8 +68,9 @@ it.scopedLive(
   () =>
     Effect.gen(function*() {
       const [poolA, poolB] = yield* pools
-      const a = yield* process(poolA)
-      const b = yield* process(poolB)
+      const counts = { transactions: 0 }
+      const a = yield* process(poolA, counts)
+      const b = yield* process(poolB, counts)
       const threads = yield* Effect.provide(Threads, a)
       const logA = yield* Effect.provide(EventLog, a)
       const logB = yield* Effect.provide(EventLog, b)
@@ -83,6 +102,7 @@ it.scopedLive(
           ])
         }, { discard: true })
 
+      counts.transactions = 0
       // Every writer of both processes at once, the two processes going through the threads in opposite orders.
       yield* Effect.all([
         Effect.forEach(ids, (threadId) => writer("a", logA, threadId), { concurrency: "unbounded", discard: true }),
@@ -92,6 +112,8 @@ it.scopedLive(
         })
       ], { concurrency: "unbounded" })
 
+      // Each writer waits for its append before the next, so a batch holds at most one append per writer.
+      expect(counts.transactions).toBeLessThan((2 * THREADS * APPENDS) / 4)
       for (const threadId of ids) {
         const events = yield* logA.read(threadId, 0, 1_000)
         expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 1 + 2 * APPENDS }, (_, i) => i + 1))
