@@ -16,15 +16,17 @@
  * one seq allocation, one INSERT) and publishes it in one call; appends
  * arriving meanwhile wait for the next batch. Nothing waits on a timer, so
  * a lone append is stored as soon as it would have been. The guarantees
- * hold as before: the batch locks its threads before it checks anything,
- * so a run cannot end between its check and its events (and `endRun`,
- * which takes the same lock, stores the terminal after them, or finds the
- * run ended and the batch refuses the events); each append is checked
- * alone, in the order appends were submitted, and a refused one fails
- * alone and stores nothing (its check writes nothing, as below), while the
- * others of its batch are stored; seqs are allocated once every append of
- * the batch is checked, only for those accepted, consecutive per thread in
- * submission order, so no refusal leaves a gap.
+ * hold as before. Exactly one terminal, last: the batch locks its threads
+ * before it checks anything, and `endRun` takes the same lock, so either
+ * the run's end commits first and the batch refuses its events (run
+ * ended), or the batch commits first and the terminal comes after them.
+ * Nothing of a refused append stored: each append is checked alone, in
+ * the order appends were submitted, and its check writes nothing when it
+ * refuses (see `check`), so a refused one fails alone while the others of
+ * its batch are stored. Seqs contiguous per thread: they are allocated
+ * once every append of the batch is checked, only for those accepted,
+ * consecutive per thread in submission order, so no refusal leaves a gap.
+ * A database failure fails every append of the batch not refused.
  *
  * Two kinds of append keep their own transaction: one made inside a
  * caller's transaction joins it (it must commit or roll back with it), and
