@@ -44,6 +44,15 @@ export const withCommitHooks = <A, E, R, E2, R2>(
     )
   })
 
+/**
+ * Whether the current fiber is inside a transaction of `withCommitHooks` (either implementation): work
+ * done now joins it, and is kept or rolled back with it.
+ */
+export const inTransaction: Effect.Effect<boolean> = Effect.map(
+  FiberRef.get(pendingHooks),
+  (hooks) => hooks !== undefined
+)
+
 /** Runs `effect` once the current transaction commits (dropped if it rolls back); at once outside one. */
 export const afterCommit = (effect: Effect.Effect<void>): Effect.Effect<void> =>
   Effect.flatMap(FiberRef.get(pendingHooks), (hooks) => {

@@ -7,11 +7,38 @@
  * id, and a run starts and ends only through `startRun` and `endRun`.
  * Ending a run, whatever ends it, closes its open tool calls first, then
  * stores the terminal event, in one transaction: exactly one terminal, last.
+ *
+ * Appends are group-committed. A run appends once per streamed delta, so
+ * one transaction per append would ask the database for one commit per
+ * delta of every run at once. Instead an append made outside a transaction
+ * is queued, and one committer fiber stores everything queued so far in
+ * one transaction (one lock of the batch's threads, one read of its runs,
+ * one seq allocation, one INSERT) and publishes it in one call; appends
+ * arriving meanwhile wait for the next batch. Nothing waits on a timer, so
+ * a lone append is stored as soon as it would have been. The guarantees
+ * hold as before. Exactly one terminal, last: the batch locks its threads
+ * before it checks anything, and `endRun` takes the same lock, so either
+ * the run's end commits first and the batch refuses its events (run
+ * ended), or the batch commits first and the terminal comes after them.
+ * Nothing of a refused append stored: each append is checked alone, in
+ * the order appends were submitted, and its check writes nothing when it
+ * refuses (see `check`), so a refused one fails alone while the others of
+ * its batch are stored. Seqs contiguous per thread: they are allocated
+ * once every append of the batch is checked, only for those accepted,
+ * consecutive per thread in submission order, so no refusal leaves a gap.
+ * A database failure fails every append of the batch not refused.
+ *
+ * Two kinds of append keep their own transaction: one made inside a
+ * caller's transaction joins it (it must commit or roll back with it), and
+ * one of several events including a tool call's start or end, whose check
+ * writes the tool call's row before a later event of it may be refused:
+ * only rolling back its own transaction stores nothing of it then.
  */
-import { Clock, Context, Data, Effect, Layer, Option, type Queue, type Scope } from "effect"
+import { Chunk, Clock, Context, Data, Deferred, Effect, Layer, Option, Queue, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { AppConfig } from "../config/AppConfig.ts"
+import { inTransaction } from "../database/Transaction.ts"
 import type { DatabaseError } from "../domain/Errors.ts"
 import { draft, encodeEnvelope, type EventDraft, type EventType, type StoredEvent } from "../protocol/Events.ts"
 import { Broker, type BrokerMessage } from "./Broker.ts"
@@ -77,6 +104,26 @@ export const toLive = (event: StoredEvent): BrokerMessage => {
     : { ...message, membersChanged: true, revoke: removed }
 }
 
+/**
+ * The most appends one group commit stores, and (roughly) the most events: one transaction stays
+ * bounded in time and in the locks it holds, and its one INSERT within PostgreSQL's 65,535 bind
+ * parameters (7 per event). What does not fit waits for the next batch; an append is never split.
+ */
+export const MAX_BATCH_APPENDS = 2_000
+export const MAX_BATCH_EVENTS = 8_000
+
+/** Tool events write their call's row as they are checked: an append of several with one keeps its own transaction. */
+const TOOL_EVENTS: ReadonlySet<EventType> = new Set(["tool_executing", "tool_completed"])
+
+/** An append waiting for the committer. */
+interface Pending {
+  readonly threadId: string
+  readonly drafts: ReadonlyArray<EventDraft>
+  readonly done: Deferred.Deferred<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>
+  /** Its caller stopped waiting before the committer took it: it is dropped. */
+  abandoned: boolean
+}
+
 export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
   /** This process, as the owner of the runs it starts. */
   readonly owner: string
@@ -85,6 +132,12 @@ export class EventLog extends Context.Tag("agent-chat/EventLog")<EventLog, {
     body: Effect.Effect<A, E, R>,
     onCommit?: (a: A) => Effect.Effect<void>
   ) => Effect.Effect<A, E | DatabaseError, R>
+  /**
+   * Stores drafts as the thread's next events, if the run lifecycle allows every one of them, else none.
+   * Inside a transaction it joins it; outside one it is group-committed (see above). A caller interrupted
+   * while it waits only stops waiting: its events are stored all the same unless the committer had not
+   * reached them yet.
+   */
   readonly append: (
     threadId: string,
     drafts: ReadonlyArray<EventDraft>
@@ -145,6 +198,26 @@ const make = Effect.gen(function*() {
 
   const publish = (events: ReadonlyArray<StoredEvent>) => broker.publish(events.map(toLive))
 
+  /** The events of drafts given seqs from `first`. `lastId` names the last. */
+  const toEvents = (
+    threadId: string,
+    drafts: ReadonlyArray<EventDraft>,
+    first: number,
+    now: number,
+    lastId?: string
+  ) => {
+    const timestamp = new Date(now).toISOString()
+    return drafts.map((d, i): StoredEvent => ({
+      event_id: i === drafts.length - 1 && lastId !== undefined ? lastId : randomUUID(),
+      thread_id: threadId,
+      run_id: d.run_id,
+      seq: first + i,
+      timestamp,
+      event_type: d.event_type,
+      data: d.data
+    }))
+  }
+
   /** Stores drafts with the thread's next seqs, published on commit; no lifecycle check. `lastId` names the last. */
   const storeDrafts = (
     threadId: string,
@@ -154,16 +227,7 @@ const make = Effect.gen(function*() {
     lastId?: string
   ) =>
     Effect.gen(function*() {
-      const timestamp = new Date(now).toISOString()
-      const events = drafts.map((d, i): StoredEvent => ({
-        event_id: i === drafts.length - 1 && lastId !== undefined ? lastId : randomUUID(),
-        thread_id: threadId,
-        run_id: d.run_id,
-        seq: first + i,
-        timestamp,
-        event_type: d.event_type,
-        data: d.data
-      }))
+      const events = toEvents(threadId, drafts, first, now, lastId)
       yield* store.insertEvents(events)
       yield* store.afterCommit(publish(events))
       return events
@@ -172,7 +236,10 @@ const make = Effect.gen(function*() {
   const refuse = (threadId: string, d: EventDraft, reason: LifecycleReason) =>
     Effect.fail(new LifecycleError({ threadId, runId: d.run_id, eventType: d.event_type, reason }))
 
-  /** Checks one draft against its run's state, opening or closing its tool call. */
+  /**
+   * Checks one draft against its run's state, opening or closing its tool call. Nothing else is
+   * written, and nothing at all when the draft is refused: a refused append of one draft leaves no trace.
+   */
   const check = (threadId: string, d: EventDraft, runs: Map<string, RunRecord>, now: Date) =>
     Effect.gen(function*() {
       if (THREAD_EVENTS.has(d.event_type)) {
@@ -198,9 +265,9 @@ const make = Effect.gen(function*() {
       }
     })
 
-  const append = Effect.fn("EventLog.append")(function*(threadId: string, drafts: ReadonlyArray<EventDraft>) {
-    if (drafts.length === 0) return []
-    return yield* store.transaction(Effect.gen(function*() {
+  /** An append in its own transaction, or the caller's. */
+  const appendAlone = (threadId: string, drafts: ReadonlyArray<EventDraft>) =>
+    store.transaction(Effect.gen(function*() {
       // The thread's row is locked first (the store's lock order), so the run checks below see the
       // latest state: no other writer can end a run of this thread until this transaction is over.
       const first = yield* store.allocate(threadId, drafts.length)
@@ -209,13 +276,118 @@ const make = Effect.gen(function*() {
       const runs = new Map<string, RunRecord>()
       for (const d of drafts) yield* check(threadId, d, runs, new Date(now))
       return yield* storeDrafts(threadId, drafts, first.value, now)
-    })).pipe(
-      Effect.tapErrorTag("LifecycleError", (error) =>
-        Effect.logWarning("event refused by the run lifecycle").pipe(
-          Effect.annotateLogs({ thread_id: error.threadId, run_id: error.runId, reason: error.reason })
-        ))
+    }))
+
+  const pending = yield* Queue.unbounded<Pending>()
+
+  /**
+   * Stores a batch of appends in one transaction: each checked in turn, the refused ones failed alone,
+   * the others stored and published together. A database failure, or a commit that may not have
+   * happened, fails every append not refused; their callers see it as they would a failure of their own
+   * transaction (an uncertain commit may have stored their events, as it may have before).
+   */
+  const commitBatch = (batch: ReadonlyArray<Pending>) =>
+    Effect.gen(function*() {
+      const refused = new Map<Pending, LifecycleError>()
+      const stored = yield* store.transaction(Effect.gen(function*() {
+        const threadIds = [...new Set(batch.map((p) => p.threadId))]
+        // Every thread of the batch locked first, at once, in one order (the store's lock order).
+        const known = new Set(yield* store.lockThreads(threadIds))
+        const runIds = new Set(batch.flatMap((p) => p.drafts.flatMap((d) => d.run_id === null ? [] : [d.run_id])))
+        const runs = new Map((yield* store.runs([...runIds])).map((run) => [run.runId, run]))
+        const now = yield* Clock.currentTimeMillis
+        const accepted: Array<Pending> = []
+        for (const p of batch) {
+          // Dropped if its caller stopped waiting before this point; stored, unanswered, if after.
+          if (p.abandoned) continue
+          const refusal = known.has(p.threadId)
+            ? yield* Effect.forEach(p.drafts, (d) => check(p.threadId, d, runs, new Date(now)), { discard: true })
+              .pipe(Effect.as(undefined), Effect.catchTag("LifecycleError", Effect.succeed))
+            : new LifecycleError({
+              threadId: p.threadId,
+              runId: p.drafts[0]!.run_id,
+              eventType: p.drafts[0]!.event_type,
+              reason: "unknown_thread"
+            })
+          if (refusal === undefined) accepted.push(p)
+          else refused.set(p, refusal)
+        }
+        const counts = new Map<string, number>()
+        for (const p of accepted) counts.set(p.threadId, (counts.get(p.threadId) ?? 0) + p.drafts.length)
+        // Seqs only for what was accepted, in submission order: a refusal leaves no gap.
+        const next = new Map(yield* store.allocateMany(counts))
+        const result = accepted.map((p) => {
+          const first = next.get(p.threadId)!
+          next.set(p.threadId, first + p.drafts.length)
+          return [p, toEvents(p.threadId, p.drafts, first, now)] as const
+        })
+        yield* store.insertEvents(result.flatMap(([, events]) => events))
+        return result
+      })).pipe(Effect.either)
+      if (stored._tag === "Right") yield* publish(stored.right.flatMap(([, events]) => events))
+      for (const p of batch) {
+        const refusal = refused.get(p)
+        if (refusal !== undefined) yield* Deferred.fail(p.done, refusal)
+        else if (stored._tag === "Left") yield* Deferred.fail(p.done, stored.left)
+      }
+      if (stored._tag === "Right") { for (const [p, events] of stored.right) yield* Deferred.succeed(p.done, events) }
+    }).pipe(
+      // Whatever happened, no caller is left waiting (a defect of the store included).
+      Effect.catchAllCause((cause) => Effect.forEach(batch, (p) => Deferred.failCause(p.done, cause))),
+      Effect.uninterruptible
     )
+
+  /** The committer: takes what is queued (what came while the last batch committed), up to the caps. */
+  let carried: Array<Pending> = []
+  const nextBatch = Effect.gen(function*() {
+    if (carried.length === 0) carried.push(yield* Queue.take(pending))
+    if (carried.length < MAX_BATCH_APPENDS) {
+      carried.push(...Chunk.toReadonlyArray(yield* Queue.takeUpTo(pending, MAX_BATCH_APPENDS - carried.length)))
+    }
+    // At least one append, however large; then as many as fit.
+    let events = carried[0]!.drafts.length
+    let size = 1
+    while (size < carried.length && events + carried[size]!.drafts.length <= MAX_BATCH_EVENTS) {
+      events += carried[size]!.drafts.length
+      size++
+    }
+    const batch = carried.slice(0, size)
+    carried = carried.slice(size)
+    return batch
   })
+  // Once the committer has stopped (the layer is closing), whoever still waits is interrupted, not left hanging.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      const left = [...carried, ...Chunk.toReadonlyArray(yield* Queue.takeAll(pending))]
+      carried = []
+      yield* Queue.shutdown(pending)
+      yield* Effect.forEach(left, (p) => Deferred.interrupt(p.done), { discard: true })
+    })
+  )
+  yield* Effect.forkScoped(Effect.forever(Effect.flatMap(nextBatch, commitBatch)))
+
+  const append = Effect.fn("EventLog.append")(
+    function*(threadId: string, drafts: ReadonlyArray<EventDraft>) {
+      if (drafts.length === 0) return []
+      const alone = (yield* inTransaction) || (drafts.length > 1 && drafts.some((d) => TOOL_EVENTS.has(d.event_type)))
+      if (alone) return yield* appendAlone(threadId, drafts)
+      const done = yield* Deferred.make<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>()
+      const p: Pending = { threadId, drafts, done, abandoned: false }
+      yield* Queue.offer(pending, p)
+      // A caller interrupted while it waits only stops waiting: its append is dropped if the committer has
+      // not reached it yet, else stored (as an append interrupted during its commit may have been before).
+      return yield* Effect.onInterrupt(Deferred.await(p.done), () => Effect.sync(() => p.abandoned = true))
+    },
+    (effect) =>
+      Effect.tapErrorTag(
+        effect,
+        "LifecycleError",
+        (error) =>
+          Effect.logWarning("event refused by the run lifecycle").pipe(
+            Effect.annotateLogs({ thread_id: error.threadId, run_id: error.runId, reason: error.reason })
+          )
+      )
+  )
 
   /** Stores the start of a run, inside a transaction that holds the thread's lock; false when one is active. */
   const begin = (input: { readonly threadId: string; readonly messageId: string; readonly agent: string }) =>
@@ -337,7 +509,7 @@ const make = Effect.gen(function*() {
   })
 })
 
-export const EventLogLive: Layer.Layer<EventLog, never, EventStore | Broker | AppConfig> = Layer.effect(
+export const EventLogLive: Layer.Layer<EventLog, never, EventStore | Broker | AppConfig> = Layer.scoped(
   EventLog,
   make
 )

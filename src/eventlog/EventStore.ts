@@ -5,6 +5,13 @@
  *
  * Lock order, so concurrent writers never deadlock: a thread's row first
  * (`lockThread` or `allocate`), then its runs, then its queued messages.
+ * A transaction that writes to several threads (the event log's group
+ * commit of appends) locks all their rows at once, first, with
+ * `lockThreads`, which takes them in the database's order of their ids:
+ * two such transactions (of two processes) meet each other's rows in the
+ * same order, and one that locks a single thread holds no other thread's
+ * row, so no cycle of waits can form. Its `allocateMany` then updates rows
+ * it holds already.
  */
 import { Context, type Duration, type Effect, type Option } from "effect"
 import type { DatabaseError } from "../domain/Errors.ts"
@@ -79,8 +86,22 @@ export class EventStore extends Context.Tag("agent-chat/EventStore")<EventStore,
   readonly lockThread: (threadId: string) => Effect.Effect<boolean, DatabaseError>
   /** Takes the next `count` seqs of a thread (locking it) and returns the first; None without the thread. */
   readonly allocate: (threadId: string, count: number) => Effect.Effect<Option.Option<number>, DatabaseError>
+  /**
+   * Locks the rows of these threads, in the order of their ids (see the lock order above); returns
+   * those that exist.
+   */
+  readonly lockThreads: (threadIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, DatabaseError>
+  /**
+   * Takes the next `count` seqs of each thread, in one statement, for threads locked already by
+   * `lockThreads`; returns the first seq of each, and lacks the threads that do not exist.
+   */
+  readonly allocateMany: (
+    counts: ReadonlyMap<string, number>
+  ) => Effect.Effect<ReadonlyMap<string, number>, DatabaseError>
   readonly insertEvents: (events: ReadonlyArray<StoredEvent>) => Effect.Effect<void, DatabaseError>
   readonly run: (runId: string) => Effect.Effect<Option.Option<RunRecord>, DatabaseError>
+  /** The runs of these ids that exist, in one read. */
+  readonly runs: (runIds: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<RunRecord>, DatabaseError>
   /** False when the thread already has a running run. */
   readonly insertRun: (run: NewRun) => Effect.Effect<boolean, DatabaseError>
   readonly finishRun: (

@@ -104,6 +104,18 @@ export const makeMemoryStore = Effect.gen(function*() {
         state.heads.set(threadId, head + count)
         return Option.some(head + 1)
       }),
+    lockThreads: (threadIds) => op("lock threads", () => threadIds.filter((id) => state.heads.has(id)).sort()),
+    allocateMany: (counts) =>
+      op("allocate seqs", () => {
+        const firsts = new Map<string, number>()
+        for (const [threadId, count] of counts) {
+          const head = state.heads.get(threadId)
+          if (head === undefined) continue
+          state.heads.set(threadId, head + count)
+          firsts.set(threadId, head + 1)
+        }
+        return firsts
+      }),
     insertEvents: (events) =>
       op("insert events", () => {
         for (const event of events) state.events.get(event.thread_id)?.push(event)
@@ -115,6 +127,13 @@ export const makeMemoryStore = Effect.gen(function*() {
             Option.fromNullable(state.runs.get(runId)),
             (r): RunRecord => ({ ...r.record, leaseExpired: r.leaseUntil < now })
           ))),
+    runs: (runIds) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        op("read runs", () =>
+          runIds.flatMap((runId) => {
+            const row = state.runs.get(runId)
+            return row === undefined ? [] : [{ ...row.record, leaseExpired: row.leaseUntil < now }]
+          }))),
     insertRun: (run) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         op("insert run", () => {

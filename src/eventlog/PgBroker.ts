@@ -1,9 +1,9 @@
 /**
  * The PostgreSQL broker (`BROKER=postgres`), for fleets without Redis, as
  * Centrifugo does it: after each commit a node sends `pg_notify` with the
- * thread and the seqs it stored, a wake-up only; every node LISTENs on its
- * own connection and reads the new events from the log by `seq` before
- * handing them to its hub. A node's own events reach its hub at once.
+ * thread and the seqs it stored (one per thread, all in one statement), a
+ * wake-up only; every node LISTENs on its own connection and reads the new
+ * events from the log by `seq` before handing them to its hub. A node's own events reach its hub at once.
  * PGlite cannot LISTEN across connections, so this broker needs a real
  * PostgreSQL (DATABASE_URL) and says so at startup.
  *
@@ -173,16 +173,21 @@ export const BrokerPostgres = (
             if (range === undefined) byThread.set(threadId, { f: seq, l: seq })
             else byThread.set(threadId, { f: Math.min(range.f, seq), l: Math.max(range.l, seq) })
           }
-          for (const [t, { f, l }] of byThread) {
-            const wake = JSON.stringify({ n: node, t, f, l } satisfies Wake)
-            yield* sql`SELECT pg_notify(${CHANNEL}, ${wake})`.pipe(
-              Effect.catchAll((error) =>
-                Effect.logWarning("a notification could not be sent").pipe(
-                  Effect.annotateLogs({ component: "broker", thread_id: t, reason: String(error) })
-                )
+          // One statement for every thread: a group commit publishes the events of many threads at once.
+          const wakes = [...byThread].map(([t, { f, l }]) =>
+            sql`(${JSON.stringify({ n: node, t, f, l } satisfies Wake)})`
+          )
+          yield* sql`SELECT pg_notify(${CHANNEL}, v.wake) FROM (VALUES ${sql.csv(wakes)}) AS v (wake)`.pipe(
+            Effect.catchAll((error) =>
+              Effect.logWarning("a notification could not be sent").pipe(
+                Effect.annotateLogs({
+                  component: "broker",
+                  thread_ids: [...byThread.keys()].join(","),
+                  reason: String(error)
+                })
               )
             )
-          }
+          )
         })
 
       return Broker.of({

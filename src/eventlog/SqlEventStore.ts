@@ -86,6 +86,21 @@ const make = Effect.gen(function*() {
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => row.head_seq - count + 1)),
         Effect.mapError(failed("allocate seqs"))
       ),
+    lockThreads: (threadIds) =>
+      threadIds.length === 0 ? Effect.succeed([]) : sql<{ id: string }>`
+        SELECT id FROM threads WHERE ${sql.in("id", threadIds)} ORDER BY id FOR UPDATE`.pipe(
+        // The sort runs below the row locks, so the rows are locked in this order.
+        Effect.map((rows) => rows.map((row) => row.id)),
+        Effect.mapError(failed("lock threads"))
+      ),
+    allocateMany: (counts) =>
+      counts.size === 0 ? Effect.succeed(new Map()) : sql<{ id: string; head_seq: number }>`
+        UPDATE threads t SET head_seq = t.head_seq + v.n
+        FROM (VALUES ${sql.csv([...counts].map(([id, n]) => sql`(${id}::text, ${n}::int)`))}) AS v (id, n)
+        WHERE t.id = v.id RETURNING t.id, t.head_seq`.pipe(
+        Effect.map((rows) => new Map(rows.map((row) => [row.id, Number(row.head_seq) - counts.get(row.id)! + 1]))),
+        Effect.mapError(failed("allocate seqs"))
+      ),
     insertEvents: (events) =>
       events.length === 0 ? Effect.void : sql`INSERT INTO events ${
         sql.insert(events.map((e) => ({
@@ -102,6 +117,12 @@ const make = Effect.gen(function*() {
       sql<RunRow>`SELECT ${runColumns} FROM runs WHERE id = ${runId}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toRun)),
         Effect.mapError(failed("read run"))
+      ),
+    runs: (runIds) =>
+      runIds.length === 0 ? Effect.succeed([]) : sql<RunRow>`
+        SELECT ${runColumns} FROM runs WHERE ${sql.in("id", runIds)}`.pipe(
+        Effect.map((rows) => rows.map(toRun)),
+        Effect.mapError(failed("read runs"))
       ),
     insertRun: (run) =>
       sql`INSERT INTO runs (id, thread_id, message_id, agent, status, started_at, owner, lease_expires_at)
