@@ -9,7 +9,7 @@
  * request the same way.
  */
 import { AiError, LanguageModel, type Prompt, type Response, type Toolkit } from "@effect/ai"
-import { Clock, Data, Duration, Effect, Metric, Option, Redacted, Schedule, Stream } from "effect"
+import { Clock, Context, Data, Duration, Effect, Metric, Option, Redacted, Schedule, Stream, Tracer } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import * as Metrics from "../metrics/Metrics.ts"
 import { ModelInfo } from "./ModelInfo.ts"
@@ -147,45 +147,63 @@ const rateLimitSchedule = (
  * and fails it once it has sent nothing for `idle`, before its first part or between two. One timer per
  * quiet spell: `Stream.timeoutFail` arms one per part, and `Stream.interruptWhen` races every pull (about
  * 24 and 40 µs a part, measured; at 50,000 parts a second, a whole core). A part costs about 3 µs here.
+ *
+ * The model's stream runs in a fiber of its own with no service but the current span (it needs none: its
+ * type says so). @effect/ai's `streamText` provides a service to its stream, which merges it into the
+ * whole context of the fiber that runs it at every step: in the server, a copy of a map of every service
+ * of the layer graph for each part, the most garbage of a streaming run (measured with the allocation
+ * profile of the bench's agent workload).
  */
 const readEagerly =
-  <E2>(idle: Duration.Duration, onQuiet: () => E2) =>
-  <A, E, R>(stream: Stream.Stream<A, E, R>): Stream.Stream<A, E | E2, R> =>
-    Stream.unwrap(Effect.map(Effect.clock, (clock) =>
-      Stream.asyncPush<A, E | E2, R>((emit) => {
-        const idleMs = Duration.toMillis(idle)
-        let last = clock.unsafeCurrentTimeMillis()
-        let done = false
-        const watch: Effect.Effect<void> = Effect.suspend(() => {
-          if (done) return Effect.void
-          const left = last + idleMs - clock.unsafeCurrentTimeMillis()
-          if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watch)
-          done = true
-          return Effect.sync(() => emit.fail(onQuiet()))
-        })
-        return Effect.zipRight(
-          Effect.forkScoped(watch),
-          stream.pipe(
-            Stream.runForEach((a) =>
-              Effect.sync(() => {
-                last = clock.unsafeCurrentTimeMillis()
-                emit.single(a)
-              })
-            ),
-            Effect.matchCause({
-              onSuccess: () => {
-                done = true
-                emit.end()
-              },
-              onFailure: (cause) => {
-                done = true
-                emit.halt(cause)
+  <E2>(idle: Duration.Duration, onQuiet: () => E2) => <A, E>(stream: Stream.Stream<A, E>): Stream.Stream<A, E | E2> =>
+    Stream.unwrap(
+      Effect.map(
+        Effect.zip(Effect.clock, Effect.context<never>()),
+        ([clock, context]) =>
+          Stream.asyncPush<A, E | E2>((emit) => {
+            const idleMs = Duration.toMillis(idle)
+            let last = clock.unsafeCurrentTimeMillis()
+            let done = false
+            const watch: Effect.Effect<void> = Effect.suspend(() => {
+              if (done) {
+                return Effect.void
               }
-            }),
-            Effect.forkScoped
-          )
-        )
-      }, { bufferSize: "unbounded" })))
+              const left = last + idleMs - clock.unsafeCurrentTimeMillis()
+              if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watch)
+              done = true
+              return Effect.sync(() => emit.fail(onQuiet()))
+            })
+            return Effect.zipRight(
+              Effect.forkScoped(watch),
+              stream.pipe(
+                Stream.runForEach((a) =>
+                  Effect.sync(() => {
+                    last = clock.unsafeCurrentTimeMillis()
+                    emit.single(a)
+                  })
+                ),
+                Effect.matchCause({
+                  onSuccess: () => {
+                    done = true
+                    emit.end()
+                  },
+                  onFailure: (cause) => {
+                    done = true
+                    emit.halt(cause)
+                  }
+                }),
+                // In place of the fiber's context, not merged into it (as Effect.provide would).
+                Effect.mapInputContext<never, never>(() =>
+                  Context.pick(Tracer.ParentSpan)(context as Context.Context<Tracer.ParentSpan>) as Context.Context<
+                    never
+                  >
+                ),
+                Effect.forkScoped
+              )
+            )
+          }, { bufferSize: "unbounded" })
+      )
+    )
 
 export const makeModelCall = Effect.gen(function*() {
   const model = yield* LanguageModel.LanguageModel
