@@ -97,12 +97,12 @@ export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
         }
       },
       // Concurrent agent runs, each answering with 50 deltas a second (a model's pace) and a tool call, each
-      // thread watched by three connections; the levels rise until the p99 passes 50 ms.
+      // thread watched by three connections; the levels rise until the p99 passes 50 ms (or a run fails).
       agent: {
         workload: "agent",
-        levels: (quick ? [50, 200] : [100, 250, 500, 1_000, 1_500, 2_000]).filter((n) => n * 3 <= maxConnections),
+        levels: (quick ? [10, 50] : [10, 25, 50, 100, 250, 500, 1_000, 2_000]).filter((n) => n * 3 <= maxConnections),
         watchers: 3,
-        deltas: quick ? 300 : 600,
+        deltas: quick ? 300 : 400,
         rate: 50,
         warmupMs: quick ? 1_000 : 2_000,
         p99LimitMs: 50
