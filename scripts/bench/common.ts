@@ -77,6 +77,9 @@ export interface PublishResult {
 export interface GcTotals {
   readonly count: number
   readonly pause_ms: number
+  /** Of `count`: mark-compacts (major), and scavenges (minor). */
+  readonly major: number
+  readonly minor: number
 }
 
 export interface StatsResult {

@@ -79,13 +79,15 @@ export const collectGarbage = async () => {
 
 /** Counts the process's garbage collections and adds up their pauses, leaving out the ones `gc()` forced. */
 const observeGc = () => {
-  const totals = { count: 0, pause_ms: 0 }
+  const totals = { count: 0, pause_ms: 0, major: 0, minor: 0 }
   new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
-      const flags = (entry as { readonly detail?: { readonly flags?: number } }).detail?.flags ?? 0
-      if ((flags & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) continue
+      const detail = (entry as { readonly detail?: { readonly flags?: number; readonly kind?: number } }).detail
+      if (((detail?.flags ?? 0) & constants.NODE_PERFORMANCE_GC_FLAGS_FORCED) !== 0) continue
       totals.count++
       totals.pause_ms += entry.duration
+      if (detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) totals.major++
+      else if (detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) totals.minor++
     }
   }).observe({ entryTypes: ["gc"] })
   return (): GcTotals => ({ ...totals })

@@ -66,6 +66,9 @@ export const planSpecs = (quick: boolean, maxConnections: number): Plan => {
         threads: cap(1_000),
         fixedRate: 10_000,
         fixedMs: quick ? 2_000 : 5_000,
+        // The steady stream: 60 s at 5k events/s, with no major GC wanted.
+        steadyRate: 5_000,
+        steadyMs: quick ? 5_000 : 60_000,
         ladder: quick ? [5_000, 20_000] : [2_000, 5_000, 10_000, 20_000, 40_000, 80_000],
         stepMs: quick ? 1_000 : 2_000,
         bisect: quick ? 0 : 2,

@@ -108,41 +108,63 @@ export const metricDefs = (plan: Plan): ReadonlyArray<MetricDef> =>
 const mainDefs = (
   counts: ReadonlyArray<number>,
   held: number,
-  latency: { readonly connections: number; readonly fixedRate: number }
-): ReadonlyArray<MetricDef> => [
-  {
-    workload: "memory",
-    key: "rss_kb",
-    label: "RSS per idle authenticated connection",
-    unit: "KiB",
-    target: ratioMax(2)
-  },
-  { workload: "memory", key: "heap_kb", label: "JS heap per idle authenticated connection", unit: "KiB" },
-  { workload: "memory", key: "external_kb", label: "external memory per connection", unit: "KiB" },
-  { workload: "memory", key: "held", label: "connections held", unit: "conn", target: valueMin(held) },
-  { workload: "memory", key: "idle_cpu", label: "server CPU while the connections idle", unit: "core" },
-  { workload: "memory", key: "errors", label: "connection errors", unit: "count", target: valueMax(0) },
-  { workload: "memory", key: "open_rate", label: "open rate while filling", unit: "conn/s" },
-  { workload: "memory", key: "load_cpu", label: "load generator CPU while opening", unit: "core" },
-  ...fanoutDefs("fanout", ["delta", "tool"], counts, (n) => n === 1000 ? ratioMin(1) : undefined),
-  ...fixedLatencyDefs("latency", latency, ["p999_ms"]),
-  { workload: "latency", key: "max_rate", label: "highest rate with p99 ≤ 10 ms", unit: "ev/s" },
-  { workload: "connect", key: "setup_rate", label: "connection setup rate", unit: "conn/s" },
-  { workload: "connect", key: "setup_p99_ms", label: "connection setup p99", unit: "ms" },
-  { workload: "connect", key: "storm_reconnect_s", label: "storm: all reconnected", unit: "s" },
-  { workload: "connect", key: "storm_catchup_s", label: "storm: all reconnected and replayed", unit: "s" },
-  { workload: "connect", key: "storm_errors", label: "storm: errors", unit: "count", target: valueMax(0) },
-  { workload: "connect", key: "storm_gaps", label: "storm: gaps or duplicates", unit: "count", target: valueMax(0) },
-  { workload: "connect", key: "storm_load_cpu", label: "storm: load generator CPU", unit: "core" },
-  {
-    workload: "replay",
-    key: "replay_ms",
-    label: "replay of stored events on join_thread",
-    unit: "ms",
-    target: valueMax(1000)
-  },
-  { workload: "replay", key: "replay_first_ms", label: "  first join (cold)", unit: "ms" }
-]
+  latency: {
+    readonly connections: number
+    readonly fixedRate: number
+    readonly steadyRate: number
+    readonly steadyMs: number
+  }
+): ReadonlyArray<MetricDef> => {
+  const steadyLabel = `(${latency.steadyMs / 1000} s at ${rateLabel(latency.steadyRate)})`
+  return [
+    {
+      workload: "memory",
+      key: "rss_kb",
+      label: "RSS per idle authenticated connection",
+      unit: "KiB",
+      target: ratioMax(2)
+    },
+    { workload: "memory", key: "heap_kb", label: "JS heap per idle authenticated connection", unit: "KiB" },
+    { workload: "memory", key: "external_kb", label: "external memory per connection", unit: "KiB" },
+    { workload: "memory", key: "held", label: "connections held", unit: "conn", target: valueMin(held) },
+    { workload: "memory", key: "idle_cpu", label: "server CPU while the connections idle", unit: "core" },
+    { workload: "memory", key: "errors", label: "connection errors", unit: "count", target: valueMax(0) },
+    { workload: "memory", key: "open_rate", label: "open rate while filling", unit: "conn/s" },
+    { workload: "memory", key: "load_cpu", label: "load generator CPU while opening", unit: "core" },
+    ...fanoutDefs("fanout", ["delta", "tool"], counts, (n) => n === 1000 ? ratioMin(1) : undefined),
+    ...fixedLatencyDefs("latency", latency, ["p999_ms"]),
+    { workload: "latency", key: "max_rate", label: "highest rate with p99 ≤ 10 ms", unit: "ev/s" },
+    { workload: "latency", key: "steady_p99_ms", label: `latency p99, steady ${steadyLabel}`, unit: "ms" },
+    {
+      workload: "latency",
+      key: "steady_major_gc",
+      label: `major GCs, steady ${steadyLabel}`,
+      unit: "count",
+      target: valueMax(0)
+    },
+    {
+      workload: "latency",
+      key: "steady_scavenges_per_kevent",
+      label: `scavenges per 1,000 events, steady ${steadyLabel}`,
+      unit: "count"
+    },
+    { workload: "connect", key: "setup_rate", label: "connection setup rate", unit: "conn/s" },
+    { workload: "connect", key: "setup_p99_ms", label: "connection setup p99", unit: "ms" },
+    { workload: "connect", key: "storm_reconnect_s", label: "storm: all reconnected", unit: "s" },
+    { workload: "connect", key: "storm_catchup_s", label: "storm: all reconnected and replayed", unit: "s" },
+    { workload: "connect", key: "storm_errors", label: "storm: errors", unit: "count", target: valueMax(0) },
+    { workload: "connect", key: "storm_gaps", label: "storm: gaps or duplicates", unit: "count", target: valueMax(0) },
+    { workload: "connect", key: "storm_load_cpu", label: "storm: load generator CPU", unit: "core" },
+    {
+      workload: "replay",
+      key: "replay_ms",
+      label: "replay of stored events on join_thread",
+      unit: "ms",
+      target: valueMax(1000)
+    },
+    { workload: "replay", key: "replay_first_ms", label: "  first join (cold)", unit: "ms" }
+  ]
+}
 
 function ratioMax(limit: number): Target {
   return { on: "ratio", op: "<=", limit }

@@ -48,6 +48,9 @@ export type LoadSpec =
   | FanoutSpec
   | FixedLatencySpec & {
     readonly workload: "latency"
+    /** A steady stream after the fixed-rate run: its major GCs and scavenges per event are counted. */
+    readonly steadyRate: number
+    readonly steadyMs: number
     readonly ladder: ReadonlyArray<number>
     readonly stepMs: number
     readonly bisect: number
@@ -124,7 +127,12 @@ export const gcMeter = async ({ control, receiver, result }: Env): Promise<() =>
   const servers = receiver === undefined ? [control] : [control, receiver]
   const read = () =>
     Promise.all(servers.map((s) => s.gcTotals())).then((all) =>
-      all.reduce((a, b) => ({ count: a.count + b.count, pause_ms: a.pause_ms + b.pause_ms }))
+      all.reduce((a, b) => ({
+        count: a.count + b.count,
+        pause_ms: a.pause_ms + b.pause_ms,
+        major: a.major + b.major,
+        minor: a.minor + b.minor
+      }))
     )
   const before = await read()
   return async () => {
@@ -344,6 +352,19 @@ const fixedLatency = async (env: Env, spec: FixedLatencySpec) => {
 export const latency = async (env: Env, spec: Extract<LoadSpec, { workload: "latency" }>) => {
   const { result } = env
   const { fixed, threadIds } = await fixedLatency(env, spec)
+  if (spec.steadyMs > 0) {
+    const before = await env.control.gcTotals()
+    const steady = await latencyStep(env, threadIds, spec.steadyRate, spec.steadyMs, spec.warmupMs)
+    const after = await env.control.gcTotals()
+    const events = Math.max(1, Math.round(spec.steadyRate * spec.steadyMs / 1000))
+    Object.assign(result.metrics, {
+      steady_p99_ms: steady.loadCpu >= SATURATED ? null : steady.p99,
+      steady_major_gc: after.major - before.major,
+      steady_scavenges_per_kevent: (after.minor - before.minor) / (events / 1000)
+    })
+    result.details.steady = { ...steady, major_gc: after.major - before.major, scavenges: after.minor - before.minor }
+    await sleep(300)
+  }
   const steps: Array<Step> = [fixed]
   const run = async (rate: number, ms: number) => {
     const step = await latencyStep(env, threadIds, rate, ms, spec.warmupMs)
