@@ -34,7 +34,7 @@
  * writes the tool call's row before a later event of it may be refused:
  * only rolling back its own transaction stores nothing of it then.
  */
-import { Chunk, Clock, Context, Data, Deferred, Effect, Layer, Option, Queue, type Scope } from "effect"
+import { Clock, Context, Data, Effect, Exit, FiberId, Layer, Option, type Queue, type Scope } from "effect"
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { AppConfig } from "../config/AppConfig.ts"
@@ -119,7 +119,8 @@ const TOOL_EVENTS: ReadonlySet<EventType> = new Set(["tool_executing", "tool_com
 interface Pending {
   readonly threadId: string
   readonly drafts: ReadonlyArray<EventDraft>
-  readonly done: Deferred.Deferred<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>
+  /** Answers its caller; cleared once answered, or once the caller stopped waiting. */
+  resume: ((exit: Exit.Exit<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>) => void) | undefined
   /** Its caller stopped waiting before the committer took it: it is dropped. */
   abandoned: boolean
 }
@@ -237,33 +238,90 @@ const make = Effect.gen(function*() {
     Effect.fail(new LifecycleError({ threadId, runId: d.run_id, eventType: d.event_type, reason }))
 
   /**
+   * What the run lifecycle says of one draft, given its run as stored (undefined when there is none):
+   * undefined when it may be stored, as far as the run's row tells (a tool event's call row is `check`'s).
+   */
+  const verdict = (threadId: string, d: EventDraft, run: RunRecord | undefined): LifecycleReason | undefined => {
+    if (THREAD_EVENTS.has(d.event_type)) return d.run_id === null ? undefined : "reserved_event"
+    if (d.run_id === null) return "missing_run_id"
+    if (RESERVED.has(d.event_type)) return "reserved_event"
+    if (run === undefined) return "unknown_run"
+    if (run.threadId !== threadId) return "wrong_thread"
+    if (run.status !== "running") return "run_ended"
+    if (run.owner !== owner) return "not_owner"
+    return undefined
+  }
+
+  /**
    * Checks one draft against its run's state, opening or closing its tool call. Nothing else is
    * written, and nothing at all when the draft is refused: a refused append of one draft leaves no trace.
    */
-  const check = (threadId: string, d: EventDraft, runs: Map<string, RunRecord>, now: Date) =>
-    Effect.gen(function*() {
-      if (THREAD_EVENTS.has(d.event_type)) {
-        return d.run_id === null ? undefined : yield* refuse(threadId, d, "reserved_event")
+  const check = (
+    threadId: string,
+    d: EventDraft,
+    runs: Map<string, RunRecord>,
+    now: Date
+  ): Effect.Effect<void, LifecycleError | DatabaseError> => {
+    const known = d.run_id === null ? undefined : runs.get(d.run_id)
+    if (known === undefined && d.run_id !== null && !THREAD_EVENTS.has(d.event_type) && !RESERVED.has(d.event_type)) {
+      const runId = d.run_id
+      return Effect.flatMap(store.run(runId), (found) => {
+        if (Option.isSome(found)) runs.set(runId, found.value)
+        return checked(threadId, d, Option.getOrUndefined(found), now)
+      })
+    }
+    return checked(threadId, d, known, now)
+  }
+
+  /** The verdict, then the tool call's row for a tool event. */
+  const checked = (
+    threadId: string,
+    d: EventDraft,
+    run: RunRecord | undefined,
+    now: Date
+  ): Effect.Effect<void, LifecycleError | DatabaseError> => {
+    const reason = verdict(threadId, d, run)
+    if (reason !== undefined) return refuse(threadId, d, reason)
+    if (d.event_type === "tool_executing") {
+      return Effect.flatMap(
+        store.openTool(d.run_id!, d.data.tool_call_id, d.data.tool, now),
+        (opened) => opened ? Effect.void : refuse(threadId, d, "tool_call_reused")
+      )
+    }
+    if (d.event_type === "tool_completed") {
+      return Effect.flatMap(
+        store.closeTool(d.run_id!, d.data.tool_call_id, d.data.tool),
+        (closed) => closed ? Effect.void : refuse(threadId, d, "tool_call_not_open")
+      )
+    }
+    return Effect.void
+  }
+
+  /**
+   * Checks the drafts of one append of a batch, whose runs were all read: the refusal of the first
+   * draft refused, or undefined. Only tool events need the database; the rest is checked here at once.
+   */
+  const checkAppend = (
+    p: Pending,
+    runs: Map<string, RunRecord>,
+    now: Date
+  ): Effect.Effect<LifecycleError | undefined, DatabaseError> => {
+    let tools = false
+    for (const d of p.drafts) {
+      const reason = verdict(p.threadId, d, d.run_id === null ? undefined : runs.get(d.run_id))
+      if (reason !== undefined) {
+        return Effect.succeed(
+          new LifecycleError({ threadId: p.threadId, runId: d.run_id, eventType: d.event_type, reason })
+        )
       }
-      if (d.run_id === null) return yield* refuse(threadId, d, "missing_run_id")
-      if (RESERVED.has(d.event_type)) return yield* refuse(threadId, d, "reserved_event")
-      let run = runs.get(d.run_id)
-      if (run === undefined) {
-        const found = yield* store.run(d.run_id)
-        if (Option.isNone(found)) return yield* refuse(threadId, d, "unknown_run")
-        runs.set(d.run_id, run = found.value)
-      }
-      if (run.threadId !== threadId) return yield* refuse(threadId, d, "wrong_thread")
-      if (run.status !== "running") return yield* refuse(threadId, d, "run_ended")
-      if (run.owner !== owner) return yield* refuse(threadId, d, "not_owner")
-      if (d.event_type === "tool_executing") {
-        const opened = yield* store.openTool(d.run_id, d.data.tool_call_id, d.data.tool, now)
-        if (!opened) return yield* refuse(threadId, d, "tool_call_reused")
-      } else if (d.event_type === "tool_completed") {
-        const closed = yield* store.closeTool(d.run_id, d.data.tool_call_id, d.data.tool)
-        if (!closed) return yield* refuse(threadId, d, "tool_call_not_open")
-      }
-    })
+      if (TOOL_EVENTS.has(d.event_type)) tools = true
+    }
+    if (!tools) return Effect.succeed(undefined)
+    return Effect.forEach(p.drafts, (d) => checked(p.threadId, d, runs.get(d.run_id!), now), { discard: true }).pipe(
+      Effect.as(undefined),
+      Effect.catchTag("LifecycleError", Effect.succeed)
+    )
+  }
 
   /** An append in its own transaction, or the caller's. */
   const appendAlone = (threadId: string, drafts: ReadonlyArray<EventDraft>) =>
@@ -278,7 +336,21 @@ const make = Effect.gen(function*() {
       return yield* storeDrafts(threadId, drafts, first.value, now)
     }))
 
-  const pending = yield* Queue.unbounded<Pending>()
+  /**
+   * The appends waiting for the committer, in submission order, and the committer's wake-up when it
+   * waits for one. Plain data, not a Queue and a Deferred per append: an append is a delta of a
+   * streaming run, and each Effect structure on its way costs every delta of every run.
+   */
+  let queued: Array<Pending> = []
+  let wake: (() => void) | undefined
+  let closed = false
+
+  /** Answers an append's caller, once (a caller that stopped waiting ignores it). */
+  const answer = (p: Pending, exit: Exit.Exit<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>) => {
+    const resume = p.resume
+    p.resume = undefined
+    resume?.(exit)
+  }
 
   /**
    * Stores a batch of appends in one transaction: each checked in turn, the refused ones failed alone,
@@ -293,16 +365,17 @@ const make = Effect.gen(function*() {
         const threadIds = [...new Set(batch.map((p) => p.threadId))]
         // Every thread of the batch locked first, at once, in one order (the store's lock order).
         const known = new Set(yield* store.lockThreads(threadIds))
-        const runIds = new Set(batch.flatMap((p) => p.drafts.flatMap((d) => d.run_id === null ? [] : [d.run_id])))
+        const runIds = new Set<string>()
+        for (const p of batch) for (const d of p.drafts) if (d.run_id !== null) runIds.add(d.run_id)
         const runs = new Map((yield* store.runs([...runIds])).map((run) => [run.runId, run]))
         const now = yield* Clock.currentTimeMillis
+        const date = new Date(now)
         const accepted: Array<Pending> = []
         for (const p of batch) {
           // Dropped if its caller stopped waiting before this point; stored, unanswered, if after.
           if (p.abandoned) continue
           const refusal = known.has(p.threadId)
-            ? yield* Effect.forEach(p.drafts, (d) => check(p.threadId, d, runs, new Date(now)), { discard: true })
-              .pipe(Effect.as(undefined), Effect.catchTag("LifecycleError", Effect.succeed))
+            ? yield* checkAppend(p, runs, date)
             : new LifecycleError({
               threadId: p.threadId,
               runId: p.drafts[0]!.run_id,
@@ -327,67 +400,100 @@ const make = Effect.gen(function*() {
       if (stored._tag === "Right") yield* publish(stored.right.flatMap(([, events]) => events))
       for (const p of batch) {
         const refusal = refused.get(p)
-        if (refusal !== undefined) yield* Deferred.fail(p.done, refusal)
-        else if (stored._tag === "Left") yield* Deferred.fail(p.done, stored.left)
+        if (refusal !== undefined) answer(p, Exit.fail(refusal))
+        else if (stored._tag === "Left") answer(p, Exit.fail(stored.left))
       }
-      if (stored._tag === "Right") { for (const [p, events] of stored.right) yield* Deferred.succeed(p.done, events) }
+      if (stored._tag === "Right") { for (const [p, events] of stored.right) answer(p, Exit.succeed(events)) }
     }).pipe(
       // Whatever happened, no caller is left waiting (a defect of the store included).
-      Effect.catchAllCause((cause) => Effect.forEach(batch, (p) => Deferred.failCause(p.done, cause))),
+      Effect.catchAllCause((cause) =>
+        Effect.sync(() => {
+          for (const p of batch) answer(p, Exit.failCause(cause))
+        })
+      ),
       Effect.uninterruptible
     )
 
-  /** The committer: takes what is queued (what came while the last batch committed), up to the caps. */
-  let carried: Array<Pending> = []
-  const nextBatch = Effect.gen(function*() {
-    if (carried.length === 0) carried.push(yield* Queue.take(pending))
-    if (carried.length < MAX_BATCH_APPENDS) {
-      carried.push(...Chunk.toReadonlyArray(yield* Queue.takeUpTo(pending, MAX_BATCH_APPENDS - carried.length)))
-    }
-    // At least one append, however large; then as many as fit.
-    let events = carried[0]!.drafts.length
-    let size = 1
-    while (size < carried.length && events + carried[size]!.drafts.length <= MAX_BATCH_EVENTS) {
-      events += carried[size]!.drafts.length
-      size++
-    }
-    const batch = carried.slice(0, size)
-    carried = carried.slice(size)
-    return batch
+  /** Waits until something is queued. */
+  const queuedSome: Effect.Effect<void> = Effect.async<void>((resume) => {
+    if (queued.length > 0) return resume(Effect.void)
+    wake = () => resume(Effect.void)
+    return Effect.sync(() => {
+      wake = undefined
+    })
   })
+
+  /** The committer's next batch: what is queued (what came while the last batch committed), up to the caps. */
+  const nextBatch = Effect.zipRight(
+    queuedSome,
+    Effect.sync(() => {
+      // At least one append, however large; then as many as fit.
+      let events = queued[0]!.drafts.length
+      let size = 1
+      const most = Math.min(queued.length, MAX_BATCH_APPENDS)
+      while (size < most && events + queued[size]!.drafts.length <= MAX_BATCH_EVENTS) {
+        events += queued[size]!.drafts.length
+        size++
+      }
+      if (size === queued.length) {
+        const batch = queued
+        queued = []
+        return batch
+      }
+      return queued.splice(0, size)
+    })
+  )
   // Once the committer has stopped (the layer is closing), whoever still waits is interrupted, not left hanging.
   yield* Effect.addFinalizer(() =>
-    Effect.gen(function*() {
-      const left = [...carried, ...Chunk.toReadonlyArray(yield* Queue.takeAll(pending))]
-      carried = []
-      yield* Queue.shutdown(pending)
-      yield* Effect.forEach(left, (p) => Deferred.interrupt(p.done), { discard: true })
+    Effect.sync(() => {
+      closed = true
+      const left = queued
+      queued = []
+      for (const p of left) answer(p, Exit.interrupt(FiberId.none))
     })
   )
   yield* Effect.forkScoped(Effect.forever(Effect.flatMap(nextBatch, commitBatch)))
 
-  const append = Effect.fn("EventLog.append")(
-    function*(threadId: string, drafts: ReadonlyArray<EventDraft>) {
-      if (drafts.length === 0) return []
-      const alone = (yield* inTransaction) || (drafts.length > 1 && drafts.some((d) => TOOL_EVENTS.has(d.event_type)))
-      if (alone) return yield* appendAlone(threadId, drafts)
-      const done = yield* Deferred.make<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>()
-      const p: Pending = { threadId, drafts, done, abandoned: false }
-      yield* Queue.offer(pending, p)
+  /** Queues an append for the committer and waits for its answer. */
+  const enqueueAppend = (threadId: string, drafts: ReadonlyArray<EventDraft>) =>
+    Effect.async<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError>((resume) => {
+      if (closed) return resume(Effect.interrupt)
+      const p: Pending = { threadId, drafts, resume, abandoned: false }
+      queued.push(p)
+      if (wake !== undefined) {
+        const w = wake
+        wake = undefined
+        w()
+      }
       // A caller interrupted while it waits only stops waiting: its append is dropped if the committer has
       // not reached it yet, else stored (as an append interrupted during its commit may have been before).
-      return yield* Effect.onInterrupt(Deferred.await(p.done), () => Effect.sync(() => p.abandoned = true))
-    },
-    (effect) =>
-      Effect.tapErrorTag(
-        effect,
-        "LifecycleError",
-        (error) =>
-          Effect.logWarning("event refused by the run lifecycle").pipe(
-            Effect.annotateLogs({ thread_id: error.threadId, run_id: error.runId, reason: error.reason })
-          )
-      )
-  )
+      return Effect.sync(() => {
+        p.abandoned = true
+        p.resume = undefined
+      })
+    })
+
+  const refused = (error: LifecycleError) =>
+    Effect.logWarning("event refused by the run lifecycle").pipe(
+      Effect.annotateLogs({ thread_id: error.threadId, run_id: error.runId, reason: error.reason })
+    )
+
+  /**
+   * Untraced: a run appends once per delta, and a span per append (Effect.fn's) cost more than the rest
+   * of its way through the committer (measured). The committer's transactions are traced.
+   */
+  const append = (
+    threadId: string,
+    drafts: ReadonlyArray<EventDraft>
+  ): Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError> =>
+    drafts.length === 0 ?
+      Effect.succeed([]) :
+      Effect.flatMap(inTransaction, (nested) =>
+        nested || (drafts.length > 1 && drafts.some((d) =>
+            TOOL_EVENTS.has(d.event_type)
+          ))
+          ? appendAlone(threadId, drafts)
+          : enqueueAppend(threadId, drafts)).pipe(Effect.tapErrorTag("LifecycleError", refused))
 
   /** Stores the start of a run, inside a transaction that holds the thread's lock; false when one is active. */
   const begin = (input: { readonly threadId: string; readonly messageId: string; readonly agent: string }) =>
