@@ -9,7 +9,7 @@
  * request the same way.
  */
 import { AiError, LanguageModel, type Prompt, type Response, type Toolkit } from "@effect/ai"
-import { Clock, Context, Data, Duration, Effect, Metric, Option, Redacted, Schedule, Stream, Tracer } from "effect"
+import { Context, Data, Duration, Effect, Exit, Metric, Option, Redacted, Schedule, Stream, Tracer } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import * as Metrics from "../metrics/Metrics.ts"
 import { ModelInfo } from "./ModelInfo.ts"
@@ -141,12 +141,24 @@ const rateLimitSchedule = (
     Schedule.intersect(Schedule.recurs(policy.attempts))
   )
 
+type Part = Response.StreamPart<any>
+
+type AttemptError = Consumer | AiError.AiError | ModelFailure | StreamFailure
+
+/** A failure of the caller's `onParts`, carried through the model call's own error handling untouched. */
+class Consumer {
+  constructor(readonly error: unknown) {}
+}
+
 /**
- * Reads the stream at once, whatever its consumer is doing, into a buffer the consumer takes in chunks
- * (every part that came since its last pull: a consumer that stores parts in groups gets them grouped),
- * and fails it once it has sent nothing for `idle`, before its first part or between two. One timer per
- * quiet spell: `Stream.timeoutFail` arms one per part, and `Stream.interruptWhen` races every pull (about
- * 24 and 40 µs a part, measured; at 50,000 parts a second, a whole core). A part costs about 3 µs here.
+ * The model's stream read at once, whatever the caller is doing, into a buffer the caller takes as groups
+ * (every part that came since it last took: a caller that stores parts in groups gets them grouped), and
+ * failed once it has sent nothing for `idle`, before its first part or between two.
+ *
+ * No Effect structure per part beyond the provider's own stream: a part is a plain callback here, one
+ * timer serves a quiet spell (`Stream.timeoutFail` arms one per part), and the caller is woken once per
+ * group, not once per part through a chain of stream operators (each of which costs every delta of
+ * every run: measured, the chain of stream operators after the provider cost more than the provider).
  *
  * The model's stream runs in a fiber of its own with no service but the current span (it needs none: its
  * type says so). @effect/ai's `streamText` provides a service to its stream, which merges it into the
@@ -154,56 +166,93 @@ const rateLimitSchedule = (
  * of the layer graph for each part, the most garbage of a streaming run (measured with the allocation
  * profile of the bench's agent workload).
  */
-const readEagerly =
-  <E2>(idle: Duration.Duration, onQuiet: () => E2) => <A, E>(stream: Stream.Stream<A, E>): Stream.Stream<A, E | E2> =>
-    Stream.unwrap(
-      Effect.map(
-        Effect.zip(Effect.clock, Effect.context<never>()),
-        ([clock, context]) =>
-          Stream.asyncPush<A, E | E2>((emit) => {
-            const idleMs = Duration.toMillis(idle)
-            let last = clock.unsafeCurrentTimeMillis()
-            let done = false
-            const watch: Effect.Effect<void> = Effect.suspend(() => {
-              if (done) {
-                return Effect.void
-              }
-              const left = last + idleMs - clock.unsafeCurrentTimeMillis()
-              if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watch)
-              done = true
-              return Effect.sync(() => emit.fail(onQuiet()))
-            })
-            return Effect.zipRight(
-              Effect.forkScoped(watch),
-              stream.pipe(
-                Stream.runForEach((a) =>
-                  Effect.sync(() => {
-                    last = clock.unsafeCurrentTimeMillis()
-                    emit.single(a)
-                  })
-                ),
-                Effect.matchCause({
-                  onSuccess: () => {
-                    done = true
-                    emit.end()
-                  },
-                  onFailure: (cause) => {
-                    done = true
-                    emit.halt(cause)
-                  }
-                }),
-                // In place of the fiber's context, not merged into it (as Effect.provide would).
-                Effect.mapInputContext<never, never>(() =>
-                  Context.pick(Tracer.ParentSpan)(context as Context.Context<Tracer.ParentSpan>) as Context.Context<
-                    never
-                  >
-                ),
-                Effect.forkScoped
-              )
-            )
-          }, { bufferSize: "unbounded" })
-      )
+const readEagerly = <E0, E1, E2, E3>(
+  stream: Stream.Stream<Part, E0>,
+  options: {
+    readonly idle: Duration.Duration
+    readonly onQuiet: () => E2
+    /** Each part as it arrives: a failure to hand on in its place, or undefined. */
+    readonly onPart: (part: Part) => E1 | undefined
+    /** After the last part: a failure to end with, or undefined. */
+    readonly onEnd: () => E1 | undefined
+    readonly onGroup: (parts: ReadonlyArray<Part>) => Effect.Effect<void, E3>
+  }
+): Effect.Effect<void, E0 | E1 | E2 | E3> => {
+  type E = E0 | E1
+  return Effect.scoped(Effect.gen(function*() {
+    const clock = yield* Effect.clock
+    const context = yield* Effect.context<never>()
+    const idleMs = Duration.toMillis(options.idle)
+    let buffer: Array<Part> = []
+    let end: Exit.Exit<void, E | E2> | undefined
+    let waiting: (() => void) | undefined
+    let last = clock.unsafeCurrentTimeMillis()
+    /** Wakes the caller waiting for parts, once there are some or the stream has ended. */
+    const wakeUp = () => {
+      const w = waiting
+      if (w === undefined || (buffer.length === 0 && end === undefined)) return
+      waiting = undefined
+      w()
+    }
+    const finish = (exit: Exit.Exit<void, E | E2>) => {
+      if (end !== undefined) return
+      end = exit
+      wakeUp()
+    }
+    const watch: Effect.Effect<void> = Effect.suspend(() => {
+      if (end !== undefined) return Effect.void
+      const left = last + idleMs - clock.unsafeCurrentTimeMillis()
+      if (left > 0) return Effect.zipRight(Effect.sleep(Duration.millis(left)), watch)
+      return Effect.sync(() => finish(Exit.fail(options.onQuiet())))
+    })
+    yield* Effect.forkScoped(watch)
+    yield* stream.pipe(
+      Stream.runForEachChunk((chunk): Effect.Effect<void, E> => {
+        if (end !== undefined) return Effect.interrupt
+        last = clock.unsafeCurrentTimeMillis()
+        for (const part of chunk) {
+          const failure = options.onPart(part)
+          if (failure !== undefined) return Effect.fail(failure)
+          buffer.push(part)
+        }
+        wakeUp()
+        return Effect.void
+      }),
+      Effect.flatMap((): Effect.Effect<void, E> => {
+        const failure = options.onEnd()
+        return failure === undefined ? Effect.void : Effect.fail(failure)
+      }),
+      Effect.onExit((exit) => Effect.sync(() => finish(exit))),
+      // In place of the fiber's context, not merged into it (as Effect.provide would).
+      Effect.mapInputContext<never, never>(() =>
+        Context.pick(Tracer.ParentSpan)(context as Context.Context<Tracer.ParentSpan>) as Context.Context<never>
+      ),
+      Effect.forkScoped
     )
+    /** The parts that came since the last group; undefined once the stream has ended, failed with it. */
+    const take = Effect.async<ReadonlyArray<Part> | undefined, E | E2>((resume) => {
+      const answer = () => {
+        if (buffer.length > 0) {
+          const parts = buffer
+          buffer = []
+          resume(Effect.succeed(parts))
+        } else {
+          resume(Exit.isSuccess(end!) ? Effect.succeed(undefined) : end as Exit.Exit<never, E | E2>)
+        }
+      }
+      if (buffer.length > 0 || end !== undefined) return answer()
+      waiting = answer
+      return Effect.sync(() => {
+        waiting = undefined
+      })
+    })
+    const loop: Effect.Effect<void, E | E2 | E3> = Effect.flatMap(
+      take,
+      (parts) => parts === undefined ? Effect.void : Effect.zipRight(options.onGroup(parts), loop)
+    )
+    yield* loop
+  }))
+}
 
 export const makeModelCall = Effect.gen(function*() {
   const model = yield* LanguageModel.LanguageModel
@@ -218,62 +267,73 @@ export const makeModelCall = Effect.gen(function*() {
   const timeoutText = `${info.provider} sent nothing for ${Duration.format(llm.requestTimeout)}`
 
   /**
-   * One request. An `error` part fails it, and so does an answer that ends with neither a finish nor a
-   * tool call: whatever the provider, the turn's stream then ends as a failed request, counted, logged
-   * and recorded in the model's health like an error status.
+   * One request, its parts handed to `onGroup` in groups. An `error` part fails it, and so does an answer
+   * that ends with neither a finish nor a tool call: whatever the provider, the turn then ends as a
+   * failed request, counted, logged and recorded in the model's health like an error status. A failure
+   * of `onGroup` comes out as a `Consumer`, counted as a cancelled request.
    */
-  const attempt = (turn: ModelTurn, onFirst: () => void) =>
-    Stream.unwrap(Effect.map(Clock.currentTimeMillis, (started) => {
-      let first = true
+  const attempt = (
+    turn: ModelTurn,
+    onFirst: () => void,
+    onPart: (part: Part) => void,
+    onGroup: (parts: ReadonlyArray<Part>) => Effect.Effect<void, Consumer>
+  ) =>
+    Effect.flatMap(Effect.clock, (clock) => {
+      const started = clock.unsafeCurrentTimeMillis()
+      let firstAt: number | undefined
+      let reported = false
       let ended = false
+      let usage: { readonly inputTokens?: number | undefined; readonly outputTokens?: number | undefined } = {}
       const parts = model.streamText({
         prompt: turn.prompt,
         toolkit: turn.toolkit,
         disableToolCallResolution: true
-      }) as Stream.Stream<Response.StreamPart<any>, AiError.AiError>
-      return parts.pipe(
-        Stream.mapEffect((part) => {
-          if (part.type === "error") return Effect.fail(new StreamFailure({ error: part.error }))
+      }) as Stream.Stream<Part, AiError.AiError>
+      const tokens = () => {
+        const effects: Array<Effect.Effect<void>> = []
+        if (usage.inputTokens !== undefined) {
+          effects.push(Metric.incrementBy(Metric.tagged(Metrics.llmTokens, "direction", "input"), usage.inputTokens))
+        }
+        if (usage.outputTokens !== undefined) {
+          effects.push(Metric.incrementBy(Metric.tagged(Metrics.llmTokens, "direction", "output"), usage.outputTokens))
+        }
+        return Effect.all(effects, { discard: true })
+      }
+      return readEagerly(parts, {
+        idle: llm.requestTimeout,
+        onQuiet: () => new ModelFailure({ kind: "timeout", message: timeoutText }),
+        onPart: (part) => {
+          if (part.type === "error") return new StreamFailure({ error: part.error })
           if (part.type === "finish" || part.type === "tool-call") ended = true
-          return Effect.succeed(part)
-        }),
-        Stream.concat(Stream.suspend(() => ended ? Stream.empty : Stream.fail(new StreamFailure({})))),
-        Stream.tap((part) => {
-          const effects: Array<Effect.Effect<void>> = []
-          if (first) {
-            first = false
+          if (part.type === "finish") usage = part.usage
+          if (firstAt === undefined) {
+            firstAt = clock.unsafeCurrentTimeMillis()
             onFirst()
-            effects.push(Effect.flatMap(
-              Clock.currentTimeMillis,
-              (now) => Metric.update(Metrics.llmTimeToFirstToken, (now - started) / 1000)
-            ))
           }
-          if (part.type === "finish") {
-            const { inputTokens, outputTokens } = part.usage
-            if (inputTokens !== undefined) {
-              effects.push(Metric.incrementBy(Metric.tagged(Metrics.llmTokens, "direction", "input"), inputTokens))
-            }
-            if (outputTokens !== undefined) {
-              effects.push(Metric.incrementBy(Metric.tagged(Metrics.llmTokens, "direction", "output"), outputTokens))
-            }
-          }
-          return Effect.all(effects, { discard: true })
-        }),
-        // From here on a chunk holds every part that came while its consumer was busy (nothing below re-chunks:
-        // a `Stream.tap` or `Stream.mapEffect` would hand them on one by one).
-        readEagerly(llm.requestTimeout, () => new ModelFailure({ kind: "timeout", message: timeoutText })),
-        Stream.tapError((error) =>
-          count(error instanceof ModelFailure ? "timeout" : statusOf(error) === 429 ? "rate_limited" : "failed")
+          onPart(part)
+          return undefined
+        },
+        onEnd: () => ended ? undefined : new StreamFailure({}),
+        onGroup: (group) => {
+          if (reported || firstAt === undefined) return onGroup(group)
+          reported = true
+          return Effect.zipRight(Metric.update(Metrics.llmTimeToFirstToken, (firstAt - started) / 1000), onGroup(group))
+        }
+      }).pipe(
+        Effect.tapError((error) =>
+          error instanceof Consumer
+            ? Effect.void
+            : count(error instanceof ModelFailure ? "timeout" : statusOf(error) === 429 ? "rate_limited" : "failed")
         ),
-        Stream.onEnd(Effect.zipRight(
-          count("ok"),
-          Effect.flatMap(
-            Clock.currentTimeMillis,
-            (now) => Metric.update(Metrics.llmRequestDuration, (now - started) / 1000)
-          )
-        ))
+        Effect.tap(() =>
+          Effect.all([
+            tokens(),
+            count("ok"),
+            Metric.update(Metrics.llmRequestDuration, (clock.unsafeCurrentTimeMillis() - started) / 1000)
+          ], { discard: true })
+        )
       )
-    }))
+    })
 
   /**
    * @effect/ai decodes each tool call against the toolkit, so a call to a tool the model was not given
@@ -307,31 +367,35 @@ export const makeModelCall = Effect.gen(function*() {
     return { track, recover }
   }
 
-  /** One model turn: its parts as they stream, or a failure that says why. */
-  const stream = (turn: ModelTurn): Stream.Stream<Response.StreamPart<any>, ModelFailure> =>
-    Stream.suspend(() => {
+  /**
+   * One model turn: its parts handed to `onParts` as they stream, in groups (all that came while the last
+   * group was handled), then the turn's end, or a failure that says why (after the parts before it). A
+   * failure of `onParts` ends the turn with it, as a cancelled request.
+   */
+  const turn = <E>(
+    modelTurn: ModelTurn,
+    onParts: (parts: ReadonlyArray<Part>) => Effect.Effect<void, E>
+  ): Effect.Effect<void, ModelFailure | E> =>
+    Effect.suspend(() => {
       let streamed = false
       let settled = false
-      const unknown = unannounced(turn)
-      return attempt(turn, () => streamed = true).pipe(
-        Stream.retry(rateLimitSchedule(llm.rateLimitRetry, () => !streamed)),
-        Stream.map((part) => {
-          unknown.track(part)
-          return part
-        }),
-        Stream.catchAll((error) =>
-          Option.match(unknown.recover(error), {
-            onNone: () => Stream.fail(error),
-            onSome: (calls) => Stream.fromIterable(calls)
+      const unknown = unannounced(modelTurn)
+      const onGroup = (parts: ReadonlyArray<Part>) => Effect.mapError(onParts(parts), (error) => new Consumer(error))
+      return attempt(modelTurn, () => streamed = true, unknown.track, onGroup).pipe(
+        Effect.retry(rateLimitSchedule(llm.rateLimitRetry, () => !streamed)),
+        Effect.catchAll((error: AttemptError): Effect.Effect<void, AttemptError> =>
+          error instanceof Consumer ? Effect.fail(error) : Option.match(unknown.recover(error), {
+            onNone: () => Effect.fail(error),
+            onSome: (calls) => onGroup(calls)
           })
         ),
-        Stream.mapError((error) =>
-          error instanceof ModelFailure
+        Effect.mapError((error): Consumer | ModelFailure =>
+          error instanceof Consumer || error instanceof ModelFailure
             ? error
             : new ModelFailure({ kind: "failed", message: scrub(describeFailure(info.provider, error)) })
         ),
-        Stream.tapError((error) =>
-          Effect.zipRight(
+        Effect.tapError((error) =>
+          error instanceof Consumer ? Effect.void : Effect.zipRight(
             Effect.sync(() => settled = true),
             Effect.zipRight(
               status.failed(error.message),
@@ -339,10 +403,11 @@ export const makeModelCall = Effect.gen(function*() {
             )
           )
         ),
-        Stream.onEnd(Effect.zipRight(Effect.sync(() => settled = true), status.succeeded)),
-        Stream.ensuring(Effect.suspend(() => settled ? Effect.void : count("cancelled")))
+        Effect.zipLeft(Effect.zipRight(Effect.sync(() => settled = true), status.succeeded)),
+        Effect.ensuring(Effect.suspend(() => settled ? Effect.void : count("cancelled"))),
+        Effect.mapError((error) => error instanceof Consumer ? error.error as E : error)
       )
     })
 
-  return { stream } as const
+  return { turn } as const
 })

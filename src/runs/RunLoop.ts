@@ -15,7 +15,7 @@
  * deliver. Off (0), every delta of the model is an event of its own.
  */
 import { Prompt, type Response } from "@effect/ai"
-import { Chunk, Clock, Data, Duration, Effect, Either, Stream } from "effect"
+import { Clock, Data, Duration, Effect } from "effect"
 import { AppConfig } from "../config/AppConfig.ts"
 import { EventLog } from "../eventlog/EventLog.ts"
 import { makeModelCall } from "../llm/ModelCall.ts"
@@ -55,31 +55,29 @@ export interface RunResult {
 const APPEND_COST = 256
 const KIB = 1024
 
-type Item = Either.Either<Response.StreamPart<any>, RunFailure>
+type Part = Response.StreamPart<any>
 
-const costOf = (item: Item) => {
-  if (Either.isLeft(item)) return 1
-  const part = item.right
-  return part.type === "text-delta" || part.type === "reasoning-delta" ? 1 + part.delta.length / KIB * 4 : 1
-}
+const costOf = (part: Part) =>
+  part.type === "text-delta" || part.type === "reasoning-delta" ? 1 + part.delta.length / KIB * 4 : 1
 
 /**
  * A chunk of the model's parts (all that came while the last group was stored: ModelCall reads the model
  * at once) cut into groups of at most APPEND_COST, each stored in one append.
  */
-const groupsOf = (chunk: Chunk.Chunk<Item>): Array<Array<Item>> => {
-  const groups: Array<Array<Item>> = []
-  let group: Array<Item> = []
+const groupsOf = (chunk: ReadonlyArray<Part>): Array<Array<Part>> => {
+  if (chunk.length === 1) return [[chunk[0]!]]
+  const groups: Array<Array<Part>> = []
+  let group: Array<Part> = []
   let cost = 0
-  for (const item of chunk) {
-    const itemCost = costOf(item)
-    if (group.length > 0 && cost + itemCost > APPEND_COST) {
+  for (const part of chunk) {
+    const partCost = costOf(part)
+    if (group.length > 0 && cost + partCost > APPEND_COST) {
       groups.push(group)
       group = []
       cost = 0
     }
-    group.push(item)
-    cost += itemCost
+    group.push(part)
+    cost += partCost
   }
   if (group.length > 0) groups.push(group)
   return groups
@@ -135,18 +133,12 @@ export const makeRunLoop = Effect.gen(function*() {
           }
           drafts.push(next)
         }
-        /** The events of a group of parts, in one append; a failure of the stream after them, once they are stored. */
-        const store = (parts: ReadonlyArray<Item>) =>
-          Effect.gen(function*() {
+        /** The events of a group of parts, in one append. */
+        const store = (parts: ReadonlyArray<Part>) =>
+          Effect.suspend(() => {
             const drafts: Array<EventDraft> = []
-            let failure: RunFailure | undefined
             let finished = false
-            for (const item of parts) {
-              if (Either.isLeft(item)) {
-                failure = item.left
-                break
-              }
-              const part = item.right
+            for (const part of parts) {
               switch (part.type) {
                 case "reasoning-start":
                 case "reasoning-end":
@@ -180,20 +172,23 @@ export const makeRunLoop = Effect.gen(function*() {
                   break
               }
             }
-            if (drafts.length > 0) yield* eventLog.append(context.threadId, drafts)
-            if (failure !== undefined) return yield* failure
-            if (coalescing && drafts.length > 0 && !finished) yield* Effect.sleep(config.deltaCoalesce)
+            if (drafts.length === 0) return Effect.void
+            const stored = eventLog.append(context.threadId, drafts)
+            return coalescing && !finished ? Effect.zipRight(stored, Effect.sleep(config.deltaCoalesce)) : stored
           })
-        yield* modelCall.stream({ prompt: Prompt.make(messages), toolkit: dispatcher.toolkit }).pipe(
-          Stream.mapError((failure) =>
-            new RunFailure({
-              code: failure.kind === "timeout" ? RunErrorCode.Timeout : RunErrorCode.LlmFailed,
-              message: failure.message
-            })
-          ),
-          // A failure as the last item, so the parts before it are stored before the run fails with it.
-          Stream.either,
-          Stream.runForEachChunk((chunk) => Effect.forEach(groupsOf(chunk), store, { discard: true }))
+        // The parts before a failure of the model are stored before the run fails with it (ModelCall hands
+        // them on first).
+        yield* modelCall.turn(
+          { prompt: Prompt.make(messages), toolkit: dispatcher.toolkit },
+          (parts) => Effect.forEach(groupsOf(parts), store, { discard: true })
+        ).pipe(
+          Effect.catchTag("ModelFailure", (failure) =>
+            Effect.fail(
+              new RunFailure({
+                code: failure.kind === "timeout" ? RunErrorCode.Timeout : RunErrorCode.LlmFailed,
+                message: failure.message
+              })
+            ))
         )
         response += text
         if (calls.length === 0) {
