@@ -17,7 +17,7 @@
  * due a random part of its interval after it starts, so the runs' chunks
  * spread over time rather than arriving in bursts.
  */
-import { Stream } from "effect"
+import { Effect, Stream } from "effect"
 import { simpleModelLayer } from "../../src/llm/ModelInfo.ts"
 import type { ModelChunk, ModelRequest } from "../../src/llm/SimpleModel.ts"
 import { now } from "./common.ts"
@@ -57,22 +57,23 @@ const tick = () => {
 
 /** `count` deltas at `rate` per second, then `after` (a tool call, or nothing). */
 const paced = (count: number, rate: number, after: ReadonlyArray<ModelChunk>): Stream.Stream<ModelChunk> =>
-  Stream.async<ModelChunk>((emit) => {
-    const interval = 1000 / rate
-    const pacer: Pacer = {
-      due: now() + Math.random() * interval,
-      interval,
-      remaining: count,
-      push: (chunk) => void emit.single(chunk),
-      end: () => {
-        for (const chunk of after) void emit.single(chunk)
-        void emit.end()
+  Stream.asyncPush<ModelChunk>((emit) =>
+    Effect.sync(() => {
+      const interval = 1000 / rate
+      const pacer: Pacer = {
+        due: now() + Math.random() * interval,
+        interval,
+        remaining: count,
+        push: (chunk) => void emit.single(chunk),
+        end: () => {
+          for (const chunk of after) void emit.single(chunk)
+          void emit.end()
+        }
       }
-    }
-    if (count === 0) return pacer.end()
-    pacers.add(pacer)
-    timer ??= setInterval(tick, TICK_MS)
-  }, "unbounded")
+      if (count === 0) return pacer.end()
+      pacers.add(pacer)
+      timer ??= setInterval(tick, TICK_MS)
+    }), { bufferSize: "unbounded" })
 
 const numberIn = (text: string, key: string, fallback: number) => {
   const match = new RegExp(`${key}=(\\d+)`).exec(text)
@@ -96,3 +97,5 @@ const turn = (request: ModelRequest): Stream.Stream<ModelChunk> => {
 
 /** The fake model as a model layer (LanguageModel and ModelInfo). */
 export const StreamModelLive = simpleModelLayer("bench-stream", turn, "bench")
+
+export const turnStream = (deltas: number, rate: number) => paced(deltas, rate, [])
