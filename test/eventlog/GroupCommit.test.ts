@@ -4,11 +4,25 @@
  * consecutive seqs in the order they were made, published once each; a
  * refused append of a batch fails alone, a batch is capped, a failed batch
  * fails all its appends, a caller interrupted while it waits drops its
- * append if the committer has not reached it, and an append inside a
- * caller's transaction still joins it.
+ * append if the committer has not reached it, an append inside a
+ * caller's transaction still joins it, and the appends queued when the log
+ * closes are interrupted.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Deferred, Duration, Effect, Fiber, FiberStatus, Layer, Option, Queue } from "effect"
+import {
+  Chunk,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  FiberStatus,
+  Layer,
+  Option,
+  Queue,
+  Scope
+} from "effect"
 import { AppConfigTest } from "../../src/config/AppConfig.ts"
 import { inTransaction } from "../../src/database/Transaction.ts"
 import { BrokerInProcess } from "../../src/eventlog/Broker.ts"
@@ -94,7 +108,11 @@ const world = Effect.gen(function*() {
       return yield* Fiber.joinAll(fibers)
     })
 
-  return { memory, counts, first, second, holding }
+  /** Another process's event log, closed with `scope`. */
+  const buildIn = (scope: Scope.Scope) =>
+    Effect.map(Layer.buildWithScope(Layer.fresh(EventLogLive).pipe(Layer.provide(deps)), scope), Context.get(EventLog))
+
+  return { memory, counts, first, second, holding, buildIn }
 })
 
 const thread = (memory: MemoryStore, n: number) => {
@@ -317,6 +335,28 @@ describe("the group commit of appends", () => {
       expect(yield* reason(first.append(threadId, [thinking(run, "d")]))).toBe("stored")
       expect(memory.events(threadId).map((e) => [e.seq, (e.data as { text?: string }).text]))
         .toEqual([[1, undefined], [2, "a"], [3, "c"], [4, "d"]])
+    }))
+
+  it.scoped("interrupts the appends still queued when the event log closes, and every append made after", () =>
+    Effect.gen(function*() {
+      const { buildIn, holding, memory } = yield* world
+      const [held, threadId] = [0, 1].map((n) => thread(memory, n)) as [string, string]
+      const scope = yield* Scope.make()
+      const log = yield* buildIn(scope)
+      const run = yield* start(log, threadId)
+
+      // The log starts closing while the committer is in the held batch, with two appends queued behind it:
+      // the held batch ends (it is never cut off midway), and the two are interrupted, not left waiting.
+      const exits = yield* holding(
+        log,
+        held,
+        ["a", "b"].map((text) => Effect.exit(log.append(threadId, [thinking(run, text)]))),
+        () => void Effect.runFork(Scope.close(scope, Exit.void))
+      )
+
+      expect(exits.map(Exit.isInterrupted)).toEqual([true, true])
+      expect(memory.events(threadId).map((e) => e.event_type)).toEqual(["agent_started"])
+      expect(Exit.isInterrupted(yield* Effect.exit(log.append(threadId, [thinking(run, "c")])))).toBe(true)
     }))
 
   it.scoped("joins the caller's transaction with an append made inside it, rolled back with it", () =>
