@@ -97,5 +97,3 @@ const turn = (request: ModelRequest): Stream.Stream<ModelChunk> => {
 
 /** The fake model as a model layer (LanguageModel and ModelInfo). */
 export const StreamModelLive = simpleModelLayer("bench-stream", turn, "bench")
-
-export const turnStream = (deltas: number, rate: number) => paced(deltas, rate, [])
