@@ -65,7 +65,6 @@ const costOf = (part: Part) =>
  * at once) cut into groups of at most APPEND_COST, each stored in one append.
  */
 const groupsOf = (chunk: ReadonlyArray<Part>): Array<Array<Part>> => {
-  if (chunk.length === 1) return [[chunk[0]!]]
   const groups: Array<Array<Part>> = []
   let group: Array<Part> = []
   let cost = 0
