@@ -263,7 +263,8 @@ const make = Effect.gen(function*() {
     now: Date
   ): Effect.Effect<void, LifecycleError | DatabaseError> => {
     const known = d.run_id === null ? undefined : runs.get(d.run_id)
-    if (known === undefined && d.run_id !== null && !THREAD_EVENTS.has(d.event_type) && !RESERVED.has(d.event_type)) {
+    // Read only for a draft whose verdict turns on its run: one that would be refused as of an unknown run.
+    if (known === undefined && d.run_id !== null && verdict(threadId, d, undefined) === "unknown_run") {
       const runId = d.run_id
       return Effect.flatMap(store.run(runId), (found) => {
         if (Option.isSome(found)) runs.set(runId, found.value)
@@ -485,15 +486,14 @@ const make = Effect.gen(function*() {
   const append = (
     threadId: string,
     drafts: ReadonlyArray<EventDraft>
-  ): Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError> =>
-    drafts.length === 0 ?
-      Effect.succeed([]) :
-      Effect.flatMap(inTransaction, (nested) =>
-        nested || (drafts.length > 1 && drafts.some((d) =>
-            TOOL_EVENTS.has(d.event_type)
-          ))
-          ? appendAlone(threadId, drafts)
-          : enqueueAppend(threadId, drafts)).pipe(Effect.tapErrorTag("LifecycleError", refused))
+  ): Effect.Effect<ReadonlyArray<StoredEvent>, DatabaseError | LifecycleError> => {
+    if (drafts.length === 0) return Effect.succeed([])
+    const withTool = drafts.length > 1 && drafts.some((d) => TOOL_EVENTS.has(d.event_type))
+    return Effect.flatMap(
+      inTransaction,
+      (nested) => nested || withTool ? appendAlone(threadId, drafts) : enqueueAppend(threadId, drafts)
+    ).pipe(Effect.tapErrorTag("LifecycleError", refused))
+  }
 
   /** Stores the start of a run, inside a transaction that holds the thread's lock; false when one is active. */
   const begin = (input: { readonly threadId: string; readonly messageId: string; readonly agent: string }) =>
